@@ -1,0 +1,10 @@
+"""mtlib: the companion package of the book "Model Migration" (adapting pretrained language models).
+
+One module, one job: `runtime` (profiles, `setup`), `zoo` (checkpoints per role), `data` (the data registry),
+`train` (the training loop), `metrics`, `params`, `plot`.
+"""
+from . import data, metrics, params, plot, runtime, train, zoo
+from .runtime import Config, setup
+
+__version__ = "0.1.0"
+__all__ = ["Config", "setup", "data", "metrics", "params", "plot", "runtime", "train", "zoo"]

@@ -1,0 +1,39 @@
+"""Accuracy, macro-F1 and the confusion matrix (chapter 02)."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import confusion_matrix as _confusion, f1_score
+
+
+def _arrays(preds, labels):
+    preds, labels = np.asarray(preds).ravel(), np.asarray(labels).ravel()
+    if preds.shape != labels.shape:
+        raise ValueError(f"preds and labels differ in length: {preds.shape[0]} vs {labels.shape[0]}.")
+    if preds.size == 0:
+        raise ValueError("No predictions to score: the evaluation split is empty.")
+    return preds, labels
+
+
+def accuracy(preds, labels) -> float:
+    """The fraction of predictions equal to the label."""
+    preds, labels = _arrays(preds, labels)
+    return float((preds == labels).mean())
+
+
+def macro_f1(preds, labels, num_classes: int | None = None) -> float:
+    """The unweighted mean of the per-class F1 scores: every class counts the same, however rare."""
+    preds, labels = _arrays(preds, labels)
+    classes = range(num_classes) if num_classes else None
+    return float(f1_score(labels, preds, average="macro", labels=classes, zero_division=0))
+
+
+def confusion_matrix(preds, labels, num_classes: int) -> np.ndarray:
+    """Counts: row = true class, column = predicted class."""
+    preds, labels = _arrays(preds, labels)
+    return _confusion(labels, preds, labels=list(range(num_classes)))
+
+
+def majority_baseline(train_labels, eval_labels) -> float:
+    """The accuracy of always predicting the most frequent training class."""
+    majority = np.bincount(np.asarray(train_labels)).argmax()
+    return accuracy(np.full(len(eval_labels), majority), eval_labels)

@@ -1,0 +1,75 @@
+"""The book's figures: loss curves, confusion matrices, attention heatmaps, sweeps (chapters 01, 02, 04)."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def loss_curves(histories: dict, smooth: int = 10, ax=None):
+    """Training loss per step (smoothed with a running mean of `smooth` steps) for one or more `History` objects.
+
+    histories: `{"label": history}`.
+    """
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    for name, history in histories.items():
+        steps = np.asarray(history.steps, dtype=float)
+        k = max(1, min(smooth, len(steps)))
+        ax.plot(np.arange(k, len(steps) + 1), np.convolve(steps, np.ones(k) / k, mode="valid"), label=name)
+    ax.set(xlabel="optimiser step", ylabel="training loss", title="Training loss")
+    ax.legend()
+    return ax
+
+
+def confusion_matrix(cm, names, ax=None, title: str = "Confusion matrix"):
+    """A confusion matrix with counts in the cells; rows are true classes, columns predictions."""
+    cm = np.asarray(cm)
+    if cm.shape != (len(names), len(names)):
+        raise ValueError(f"A {cm.shape} matrix needs {cm.shape[0]} class names, got {len(names)}.")
+    ax = ax or plt.subplots(figsize=(1.1 * len(names) + 2, 1.0 * len(names) + 1.5))[1]
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+    ax.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names,
+           xlabel="predicted", ylabel="true", title=title)
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    return ax
+
+
+def heatmap(matrix, row_labels, col_labels, ax=None, title: str = "", fmt: str = "{:.2f}", cmap: str = "viridis"):
+    """A labelled heatmap with the values written in the cells (e.g. a train-domain x test-domain accuracy matrix)."""
+    matrix = np.asarray(matrix, dtype=float)
+    ax = ax or plt.subplots(figsize=(1.2 * len(col_labels) + 2, 1.0 * len(row_labels) + 1.5))[1]
+    ax.imshow(matrix, cmap=cmap)
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, fmt.format(v), ha="center", va="center",
+                color="black" if v > matrix.min() + (matrix.max() - matrix.min()) / 2 else "white")
+    ax.set(xticks=range(len(col_labels)), yticks=range(len(row_labels)), xticklabels=col_labels,
+           yticklabels=row_labels, title=title)
+    return ax
+
+
+def attention_heatmap(attention, tokens, ax=None, title: str = "Attention"):
+    """One head's attention weights (query rows x key columns) over the tokens of one sentence."""
+    attention = np.asarray(attention)
+    if attention.shape != (len(tokens), len(tokens)):
+        raise ValueError(f"Attention of shape {attention.shape} does not match {len(tokens)} tokens.")
+    ax = ax or plt.subplots(figsize=(0.35 * len(tokens) + 2, 0.35 * len(tokens) + 1.5))[1]
+    ax.imshow(attention, cmap="viridis", vmin=0)
+    ax.set(xticks=range(len(tokens)), yticks=range(len(tokens)), title=title)
+    ax.set_xticklabels(tokens, rotation=90)
+    ax.set_yticklabels(tokens)
+    return ax
+
+
+def sweep(x, ys: dict, xlabel: str, ylabel: str, ax=None, logx: bool = False, title: str = ""):
+    """Lines of a metric against a swept setting: `ys = {"label": values}`."""
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    for name, values in ys.items():
+        ax.plot(x, values, marker="o", label=name)
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if len(ys) > 1:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    return ax
