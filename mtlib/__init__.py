@@ -3,8 +3,9 @@
 One module, one job: `runtime` (profiles, `setup`), `zoo` (checkpoints per role), `data` (the data registry),
 `train` (the training loop), `metrics`, `params`, `plot`.
 """
-from . import data, metrics, params, plot, runtime, train, zoo
+from . import data, metrics, notebook, params, plot, runtime, train, zoo
+from .notebook import glue
 from .runtime import Config, setup
 
 __version__ = "0.1.0"
-__all__ = ["Config", "setup", "data", "metrics", "params", "plot", "runtime", "train", "zoo"]
+__all__ = ["Config", "setup", "glue", "notebook", "data", "metrics", "params", "plot", "runtime", "train", "zoo"]

