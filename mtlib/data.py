@@ -375,9 +375,10 @@ def sample(ds: DatasetDict, seed: int = 0, **sizes: int | None) -> DatasetDict:
             continue
         if not 0 < n <= len(ds[split]):
             raise DataError(f"Cannot sample {n} rows from the {split!r} split, which has {len(ds[split])}.")
-        labels = ds[split]["label"] if "label" in ds[split].features else None
-        if labels is not None and n < len(set(labels)):
-            labels = None  # too few rows to hold every class: plain random sample
+        labels = ds[split]["label"][:] if "label" in ds[split].features else None  # [:]: a list, fast
+        counts = np.unique(labels, return_counts=True)[1] if labels is not None else None
+        if labels is not None and (min(n, len(labels) - n) < len(counts) or counts.min() < 2):
+            labels = None  # too few rows (kept or left out) to hold every class, or a class of one: random sample
         keep, _ = train_test_split(np.arange(len(ds[split])), train_size=n, random_state=seed, stratify=labels)
         out[split] = ds[split].select(sorted(keep))
     return out

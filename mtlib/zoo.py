@@ -180,10 +180,10 @@ def keep_layers(model: nn.Module, indices) -> nn.Module:
     for key in ("num_hidden_layers", "n_layer"):
         if hasattr(model.config, key):
             setattr(model.config, key, len(indices))
-    for i, layer in enumerate(kept):  # Llama-style attention keeps its layer index for the KV cache
-        attn = getattr(layer, "self_attn", None)
-        if attn is not None and hasattr(attn, "layer_idx"):
-            attn.layer_idx = i
+    for i, layer in enumerate(kept):  # attention keeps its layer index for the KV cache (Llama's self_attn, GPT-2's attn)
+        for module in layer.modules():
+            if isinstance(getattr(module, "layer_idx", None), int):
+                module.layer_idx = i
     if hasattr(model.config, "layer_types") and isinstance(model.config.layer_types, list):
         model.config.layer_types = [model.config.layer_types[i] for i in indices]
     return model

@@ -37,6 +37,7 @@ def copy_outputs(source: Path, target: Path) -> None:
         raise SystemExit(f"{target} and {source} differ in their code cells: make them equal before executing.")
     for a, b in zip(code_cells(src), code_cells(dst)):
         b.outputs, b.execution_count = a.outputs, a.execution_count
+    dst.metadata["language_info"] = src.metadata.get("language_info", {})
     nbformat.write(dst, target)
 
 
