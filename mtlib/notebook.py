@@ -11,6 +11,8 @@ def glue(name: str, value, display_value: bool = False):
     The same output as `myst_nb.glue`, written out so that a chapter also runs where myst-nb is not installed
     (Colab). Returns the value.
     """
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # NumPy/torch scalars: glue the Python number
+        value = value.item()
     bundle, metadata = IPython.core.formatters.format_display_data(value)
     prefix = "" if display_value else "application/papermill.record/"
     metadata["scrapbook"] = {"name": name, "mime_prefix": prefix}
