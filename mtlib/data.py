@@ -116,7 +116,7 @@ def _medquad(files):
     out = {s: ([], []) for s in ("train", "validation", "test")}
     for line in _lines(files[0]):
         row = json.loads(line)
-        out[row["split"]][0].append(row["answer"])
+        out[row["split"]][0].append(row["answer"].strip())
         out[row["split"]][1].append(MEDQUAD_QTYPES.index(row["qtype"]))
     return out
 

@@ -35,5 +35,8 @@ def confusion_matrix(preds, labels, num_classes: int) -> np.ndarray:
 
 def majority_baseline(train_labels, eval_labels) -> float:
     """The accuracy of always predicting the most frequent training class."""
-    majority = np.bincount(np.asarray(train_labels)).argmax()
+    train_labels = np.asarray(train_labels).ravel()
+    if train_labels.size == 0:
+        raise ValueError("No training labels: an empty split has no majority class.")
+    majority = np.bincount(train_labels).argmax()
     return accuracy(np.full(len(eval_labels), majority), eval_labels)

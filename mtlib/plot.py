@@ -38,6 +38,9 @@ def confusion_matrix(cm, names, ax=None, title: str = "Confusion matrix"):
 def heatmap(matrix, row_labels, col_labels, ax=None, title: str = "", fmt: str = "{:.2f}", cmap: str = "viridis"):
     """A labelled heatmap with the values written in the cells (e.g. a train-domain x test-domain accuracy matrix)."""
     matrix = np.asarray(matrix, dtype=float)
+    if matrix.shape != (len(row_labels), len(col_labels)):
+        raise ValueError(f"A matrix of shape {matrix.shape} does not match {len(row_labels)} row labels and "
+                         f"{len(col_labels)} column labels.")
     ax = ax or plt.subplots(figsize=(1.2 * len(col_labels) + 2, 1.0 * len(row_labels) + 1.5))[1]
     ax.imshow(matrix, cmap=cmap)
     for (i, j), v in np.ndenumerate(matrix):

@@ -24,7 +24,7 @@ class LabelError(ValueError):
 
 @dataclass
 class History:
-    """What `fit` measured: one row per epoch, and the training loss of every optimiser step."""
+    """What `fit` measured: one row per epoch, and the training loss of every batch."""
 
     epochs: list[dict] = field(default_factory=list)
     steps: list[float] = field(default_factory=list)

@@ -1,0 +1,78 @@
+"""mtlib.metrics: accuracy, macro-F1, confusion matrix and majority baseline against hand-computed values."""
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import f1_score
+
+from mtlib import metrics
+
+
+def test_accuracy():
+    assert metrics.accuracy([0, 1, 1, 0], [0, 1, 0, 0]) == 0.75
+    assert metrics.accuracy([2, 2, 2], [0, 1, 2]) == pytest.approx(1 / 3)
+    assert metrics.accuracy(np.array([[1, 0]]), [1, 0]) == 1.0  # shapes are flattened
+    assert metrics.accuracy(torch.tensor([1, 1, 0, 0, 1]), torch.tensor([1, 0, 0, 0, 0])) == 0.6
+    assert isinstance(metrics.accuracy([1], [1]), float)
+
+
+def test_macro_f1_by_hand():
+    preds, labels = [0, 0, 1, 1, 1, 2], [0, 1, 1, 1, 2, 2]
+    # class 0: tp 1, fp 1, fn 0 -> P 1/2, R 1 -> F1 2/3
+    # class 1: tp 2, fp 1, fn 1 -> P 2/3, R 2/3 -> F1 2/3
+    # class 2: tp 1, fp 0, fn 1 -> P 1, R 1/2 -> F1 2/3
+    assert metrics.macro_f1(preds, labels) == pytest.approx(2 / 3)
+    # every class counts the same however rare: a majority-class predictor scores 0.5 * F1(majority)
+    assert metrics.macro_f1([0] * 10, [0] * 9 + [1]) == pytest.approx(0.5 * (2 * 0.9 / 1.9))
+
+
+def test_macro_f1_counts_a_class_never_seen_as_zero():
+    assert metrics.macro_f1([0, 1], [0, 1]) == 1.0
+    assert metrics.macro_f1([0, 1], [0, 1], num_classes=4) == 0.5  # classes 2 and 3: F1 0 (zero division)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_macro_f1_matches_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, 50)
+    preds = np.where(rng.random(50) < 0.6, labels, rng.integers(0, 4, 50))
+    assert metrics.macro_f1(preds, labels) == pytest.approx(f1_score(labels, preds, average="macro"))
+    assert metrics.macro_f1(preds, labels, 5) == pytest.approx(
+        f1_score(labels, preds, average="macro", labels=range(5), zero_division=0))
+
+
+def test_confusion_matrix():
+    cm = metrics.confusion_matrix(preds=[0, 1, 1, 2, 0], labels=[0, 0, 1, 2, 2], num_classes=4)
+    expected = np.array([[1, 1, 0, 0],   # true 0: predicted 0 once, 1 once
+                         [0, 1, 0, 0],
+                         [1, 0, 1, 0],   # true 2: predicted 0 once, 2 once
+                         [0, 0, 0, 0]])
+    np.testing.assert_array_equal(cm, expected)
+    assert cm.sum() == 5 and np.trace(cm) / cm.sum() == metrics.accuracy([0, 1, 1, 2, 0], [0, 0, 1, 2, 2])
+
+
+def test_majority_baseline():
+    assert metrics.majority_baseline([0, 1, 1, 2], [1, 1, 0, 2, 1]) == 0.6
+    assert metrics.majority_baseline(np.array([3, 3, 0]), [0, 0, 0]) == 0.0
+
+
+@pytest.mark.parametrize("fn", [metrics.accuracy, metrics.macro_f1,
+                                lambda p, l: metrics.confusion_matrix(p, l, 2)])
+def test_mismatched_lengths_raise(fn):
+    with pytest.raises(ValueError, match="differ in length: 3 vs 2"):
+        fn([0, 1, 1], [0, 1])
+
+
+@pytest.mark.parametrize("fn", [metrics.accuracy, metrics.macro_f1,
+                                lambda p, l: metrics.confusion_matrix(p, l, 2), metrics.majority_baseline])
+def test_empty_inputs_raise(fn):
+    with pytest.raises(ValueError):
+        fn([], [])
+
+
+def test_empty_messages():
+    with pytest.raises(ValueError, match="No predictions to score"):
+        metrics.accuracy(np.array([]), np.array([]))
+    with pytest.raises(ValueError, match="No training labels"):
+        metrics.majority_baseline([], [0, 1])
+    with pytest.raises(ValueError, match="No predictions to score"):
+        metrics.majority_baseline([0, 1, 1], [])
