@@ -10,7 +10,7 @@ from mtlib import notebook
 
 myst_glue = pytest.importorskip("myst_nb.ext.glue")
 
-VALUES = [0.8734, 42, np.float64(0.125), "ninety percent", pd.DataFrame({"acc": [0.81, 0.92]}, index=["a", "b"])]
+VALUES = [0.8734, 42, "ninety percent", pd.DataFrame({"acc": [0.81, 0.92]}, index=["a", "b"])]
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,16 @@ def test_glue_calls_display_like_myst_nb(shell, recorded, value, shown):
     assert f"{prefix}text/plain" in bundle and all(key.startswith(prefix) for key in bundle)
     if not isinstance(value, pd.DataFrame):
         assert bundle[f"{prefix}text/plain"] == repr(value)
+
+
+@pytest.mark.parametrize("scalar", [np.float64(0.125), np.int64(7), np.float32(0.5)], ids=lambda v: type(v).__name__)
+def test_numpy_scalars_are_glued_as_python_numbers(shell, recorded, scalar):
+    """myst-nb would store `np.float64(0.125)`, which a {glue:text}`name:.3f` role cannot format."""
+    assert mtlib.glue("ch00_value", scalar) == scalar.item()
+    myst_glue.glue("ch00_value", scalar.item(), display=False)
+    assert recorded["mtlib"][0] == recorded["myst_nb"][0]
+    (bundle,), _ = recorded["mtlib"][0]
+    assert bundle["application/papermill.record/text/plain"] == repr(scalar.item())
 
 
 def test_glue_output_captured_in_a_shell(shell):
