@@ -394,11 +394,43 @@ def tokenize(ds: DatasetDict, tokenizer, max_length: int = 128) -> DatasetDict:
     return out.rename_column("label", "labels") if "label" in next(iter(out.values())).features else out
 
 
+class LengthGroupedBatches:
+    """Shuffled training batches of texts of similar length, so that little of each batch is padding (chapter 03).
+
+    Every epoch: shuffle the rows, cut them into groups of `group` batches, sort each group by length (longest
+    first), cut it into batches, and shuffle the order of the batches. Each row is seen once per epoch, as with
+    `shuffle=True`, but a batch pads to a length close to that of its own rows (transformers' Trainer does the same
+    with `group_by_length=True`). On short review sentences this halves the tokens a model processes.
+    """
+
+    def __init__(self, lengths, batch_size: int, generator: "torch.Generator", group: int = 50):
+        if batch_size < 1:
+            raise DataError(f"batch_size must be at least 1, got {batch_size}.")
+        self.lengths, self.batch_size, self.generator, self.group = list(lengths), batch_size, generator, group
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self):
+        import torch
+
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        size = self.group * self.batch_size
+        batches = []
+        for start in range(0, len(order), size):
+            chunk = sorted(order[start:start + size], key=lambda i: -self.lengths[i])
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        for k in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[k]
+
+
 def make_loaders(ds: DatasetDict, tokenizer, batch_size: int = 32, max_length: int = 128, seed: int = 0,
-                 collator=None) -> dict:
+                 collator=None, group_by_length: bool = False) -> dict:
     """One `DataLoader` per split: the train split shuffled (by `seed`), every batch padded to its longest text.
 
     The default collator is transformers' `DataCollatorWithPadding`; pass another (e.g. the masked-LM collator).
+    `group_by_length=True` batches training texts of similar length together (`LengthGroupedBatches`); the other
+    splits keep their order.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -407,6 +439,12 @@ def make_loaders(ds: DatasetDict, tokenizer, batch_size: int = 32, max_length: i
     collator = collator or DataCollatorWithPadding(tokenizer)
     tokens = tokenize(ds, tokenizer, max_length)
     generator = torch.Generator().manual_seed(seed)
-    return {split: DataLoader(part, batch_size=batch_size, shuffle=split == "train", collate_fn=collator,
-                              generator=generator if split == "train" else None)
-            for split, part in tokens.items()}
+    loaders = {}
+    for split, part in tokens.items():
+        if split == "train" and group_by_length:
+            batches = LengthGroupedBatches([len(ids) for ids in part["input_ids"]], batch_size, generator)
+            loaders[split] = DataLoader(part, batch_sampler=batches, collate_fn=collator)
+        else:
+            loaders[split] = DataLoader(part, batch_size=batch_size, shuffle=split == "train", collate_fn=collator,
+                                        generator=generator if split == "train" else None)
+    return loaders

@@ -35,16 +35,23 @@ def confusion_matrix(cm, names, ax=None, title: str = "Confusion matrix"):
     return ax
 
 
-def heatmap(matrix, row_labels, col_labels, ax=None, title: str = "", fmt: str = "{:.2f}", cmap: str = "viridis"):
-    """A labelled heatmap with the values written in the cells (e.g. a train-domain x test-domain accuracy matrix)."""
+def heatmap(matrix, row_labels, col_labels, ax=None, title: str = "", fmt: str = "{:.2f}", cmap: str = "viridis",
+            spread=None):
+    """A labelled heatmap with the values written in the cells (e.g. a train-domain x test-domain accuracy matrix).
+
+    spread: a matrix of the same shape (e.g. the standard deviation over seeds), written under each value as `± s`.
+    """
     matrix = np.asarray(matrix, dtype=float)
     if matrix.shape != (len(row_labels), len(col_labels)):
         raise ValueError(f"A matrix of shape {matrix.shape} does not match {len(row_labels)} row labels and "
                          f"{len(col_labels)} column labels.")
+    if spread is not None and np.shape(spread) != matrix.shape:
+        raise ValueError(f"spread has shape {np.shape(spread)}, but the matrix has shape {matrix.shape}.")
     ax = ax or plt.subplots(figsize=(1.2 * len(col_labels) + 2, 1.0 * len(row_labels) + 1.5))[1]
     ax.imshow(matrix, cmap=cmap)
     for (i, j), v in np.ndenumerate(matrix):
-        ax.text(j, i, fmt.format(v), ha="center", va="center",
+        text = fmt.format(v) if spread is None else f"{fmt.format(v)}\n± {fmt.format(np.asarray(spread)[i, j])}"
+        ax.text(j, i, text, ha="center", va="center",
                 color="black" if v > matrix.min() + (matrix.max() - matrix.min()) / 2 else "white")
     ax.set(xticks=range(len(col_labels)), yticks=range(len(row_labels)), xticklabels=col_labels,
            yticklabels=row_labels, title=title)

@@ -497,3 +497,35 @@ def test_tokenize_unlabelled(tokenizer):
     tokens = data.tokenize(DatasetDict(train=ds["train"]), tokenizer, max_length=8)
     assert tokens["train"].column_names == ["input_ids", "token_type_ids", "attention_mask"]
     assert len(tokens["train"]) == 4 and max(map(len, tokens["train"]["input_ids"][:])) <= 8
+
+
+# -------------------------------------------------------------------------------------- length-grouped batches
+def test_length_grouped_batches_cover_every_row_once_and_pad_less():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 60, size=1000).tolist()
+    sampler = data.LengthGroupedBatches(lengths, batch_size=16, generator=torch.Generator().manual_seed(0), group=10)
+    epoch1, epoch2 = list(sampler), list(sampler)
+    assert len(epoch1) == len(sampler) == 63
+    assert sorted(i for b in epoch1 for i in b) == list(range(1000))  # every row once per epoch
+    assert epoch1 != epoch2  # reshuffled every epoch
+    padded = lambda batches: sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    plain = [list(range(k, min(k + 16, 1000))) for k in range(0, 1000, 16)]  # the rows in random order
+    assert padded(epoch1) < 0.7 * padded(plain)  # far less padding than random batches
+
+
+def test_length_grouped_batches_same_seed_same_order_and_bad_size():
+    lengths = list(range(100))
+    make = lambda seed: list(data.LengthGroupedBatches(lengths, 8, torch.Generator().manual_seed(seed)))
+    assert make(3) == make(3) and make(3) != make(4)
+    with pytest.raises(data.DataError, match="batch_size must be at least 1"):
+        data.LengthGroupedBatches(lengths, 0, torch.Generator())
+
+
+def test_make_loaders_group_by_length(small_sst2, tokenizer):
+    loaders = data.make_loaders(DatasetDict(train=small_sst2["train"], test=small_sst2["test"]), tokenizer,
+                                batch_size=8, max_length=64, seed=0, group_by_length=True)
+    encoded = [tuple(r) for r in tokenizer(small_sst2["train"]["text"][:], truncation=True, max_length=64)["input_ids"]]
+    batches = list(loaders["train"])
+    assert Counter(r for b in batches for r in _unpadded(b)) == Counter(encoded)  # every row once
+    assert _order(loaders["test"]) == [tuple(r) for r in tokenizer(small_sst2["test"]["text"][:], truncation=True,
+                                                                    max_length=64)["input_ids"]]  # test keeps its order

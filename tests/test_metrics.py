@@ -76,3 +76,15 @@ def test_empty_messages():
         metrics.majority_baseline([], [0, 1])
     with pytest.raises(ValueError, match="No predictions to score"):
         metrics.majority_baseline([0, 1, 1], [])
+
+
+# ------------------------------------------------------------------------------------------- proxy A-distance
+def test_proxy_a_distance_separable_and_alike():
+    rng = np.random.default_rng(0)
+    words_a, words_b = ["film", "actor", "plot", "scene"], ["food", "waiter", "menu", "salad"]
+    shared = ["good", "bad", "very", "not", "great", "awful"]
+    make = lambda own, n: [" ".join(rng.choice(own + shared, 6)) for _ in range(n)]
+    movies, food = make(words_a, 60), make(words_b, 60)
+    assert metrics.proxy_a_distance(movies, food) > 1.8  # separable domains: close to 2
+    same = make(words_a, 120)
+    assert abs(metrics.proxy_a_distance(same[:60], same[60:])) < 0.6  # one domain split in two: close to 0

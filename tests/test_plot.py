@@ -89,6 +89,13 @@ def test_heatmap():
     assert ax.get_title() == "acc"
 
 
+def test_heatmap_with_spread():
+    ax = plot.heatmap([[0.812, 0.6]], ["imdb"], ["imdb", "yelp"], spread=[[0.013, 0.02]])
+    assert texts(ax) == ["0.81\n± 0.01", "0.60\n± 0.02"]
+    with pytest.raises(ValueError, match=r"spread has shape \(2,\), but the matrix has shape \(1, 2\)"):
+        plot.heatmap([[0.8, 0.6]], ["imdb"], ["imdb", "yelp"], spread=[0.01, 0.02])
+
+
 @pytest.mark.parametrize("matrix, rows, cols", [
     (np.zeros((2, 3)), ["a", "b"], ["x", "y"]),       # a column without a label
     (np.zeros((2, 3)), ["a", "b", "c"], ["x", "y", "z"]),
