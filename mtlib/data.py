@@ -395,18 +395,20 @@ def tokenize(ds: DatasetDict, tokenizer, max_length: int = 128) -> DatasetDict:
 
 
 class LengthGroupedBatches:
-    """Shuffled training batches of texts of similar length, so that little of each batch is padding (chapter 03).
+    """Shuffled training batches of texts of similar length, so that less of each batch is padding (chapter 03).
 
     Every epoch: shuffle the rows, cut them into groups of `group` batches, sort each group by length (longest
     first), cut it into batches, and shuffle the order of the batches. Each row is seen once per epoch, as with
-    `shuffle=True`, but a batch pads to a length close to that of its own rows (transformers' Trainer does the same
-    with `group_by_length=True`). On short review sentences this halves the tokens a model processes.
+    `shuffle=True`, but a batch pads to a length close to that of its own rows. The group size follows transformers'
+    `Trainer` (`group_by_length=True`): `min(rows // (4 * batch_size), 50)` batches, at least one, so that even a
+    small training set keeps several groups and batches still differ from epoch to epoch and from seed to seed.
     """
 
-    def __init__(self, lengths, batch_size: int, generator: "torch.Generator", group: int = 50):
+    def __init__(self, lengths, batch_size: int, generator: "torch.Generator", group: int | None = None):
         if batch_size < 1:
             raise DataError(f"batch_size must be at least 1, got {batch_size}.")
-        self.lengths, self.batch_size, self.generator, self.group = list(lengths), batch_size, generator, group
+        self.lengths, self.batch_size, self.generator = list(lengths), batch_size, generator
+        self.group = group or max(1, min(len(self.lengths) // (4 * batch_size), 50))
 
     def __len__(self) -> int:
         return -(-len(self.lengths) // self.batch_size)

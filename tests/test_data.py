@@ -513,6 +513,11 @@ def test_length_grouped_batches_cover_every_row_once_and_pad_less():
     assert padded(epoch1) < 0.7 * padded(plain)  # far less padding than random batches
 
 
+def test_length_grouped_batches_group_size_follows_trainer():
+    make = lambda n, bs: data.LengthGroupedBatches(list(range(n)), bs, torch.Generator()).group
+    assert make(599, 32) == 4 and make(100_000, 32) == 50 and make(20, 16) == 1
+
+
 def test_length_grouped_batches_same_seed_same_order_and_bad_size():
     lengths = list(range(100))
     make = lambda seed: list(data.LengthGroupedBatches(lengths, 8, torch.Generator().manual_seed(seed)))

@@ -88,3 +88,22 @@ def test_proxy_a_distance_separable_and_alike():
     assert metrics.proxy_a_distance(movies, food) > 1.8  # separable domains: close to 2
     same = make(words_a, 120)
     assert abs(metrics.proxy_a_distance(same[:60], same[60:])) < 0.6  # one domain split in two: close to 0
+
+
+# ------------------------------------------------------------------------------------------- bootstrap CI
+def test_bootstrap_ci_covers_the_mean_and_shrinks_with_more_items():
+    rng = np.random.default_rng(1)
+    small, large = rng.normal(0.02, 0.3, 100), rng.normal(0.02, 0.3, 10_000)
+    lo, hi = metrics.bootstrap_ci(small)
+    assert lo < small.mean() < hi
+    lo2, hi2 = metrics.bootstrap_ci(large)
+    assert (hi2 - lo2) < 0.2 * (hi - lo)  # 100x the items: about a tenth of the width
+    assert lo2 > 0  # with enough items a 2-point difference is clear of zero
+    assert metrics.bootstrap_ci(small, seed=3) == metrics.bootstrap_ci(small, seed=3)
+
+
+@pytest.mark.parametrize("values, level, match", [([1.0], 0.95, "at least 2 values"),
+                                                   ([0.0, 1.0], 95, "level must be between 0 and 1")])
+def test_bootstrap_ci_bad_input(values, level, match):
+    with pytest.raises(ValueError, match=match):
+        metrics.bootstrap_ci(values, level=level)
