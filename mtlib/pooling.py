@@ -18,7 +18,8 @@ class PoolingError(ValueError):
     """An attention mask or a tensor that cannot be pooled."""
 
 
-def _check_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+def check_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """The attention mask as a 2-D boolean tensor (True = real token); PoolingError for any other shape or values."""
     if not isinstance(attention_mask, torch.Tensor):
         attention_mask = torch.as_tensor(attention_mask)
     if attention_mask.dim() != 2:
@@ -40,7 +41,7 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 
     Returns a LongTensor of shape (batch,). A row without any real token is an error (PoolingError).
     """
-    mask = _check_mask(attention_mask)
+    mask = check_mask(attention_mask)
     positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
     index = torch.where(mask, positions, torch.full_like(positions, -1)).amax(dim=1)
     empty = (index < 0).nonzero().flatten().tolist()
@@ -55,7 +56,7 @@ def gather_last(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
 
     states: (batch, length, ...) hidden states or per-position logits; returns (batch, ...).
     """
-    mask = _check_mask(attention_mask)
+    mask = check_mask(attention_mask)
     if states.dim() < 2 or tuple(states.shape[:2]) != tuple(mask.shape):
         raise PoolingError(f"states of shape {tuple(states.shape)} do not match the attention mask of shape "
                            f"{tuple(mask.shape)}: expected (batch, length, ...) = {tuple(mask.shape)} + (...).")
@@ -69,5 +70,5 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     With left padding, pass these to the model (`position_ids=`): a model with absolute position embeddings
     (GPT-2) would otherwise see its text at shifted positions and compute different hidden states.
     """
-    mask = _check_mask(attention_mask).long()
+    mask = check_mask(attention_mask).long()
     return (mask.cumsum(dim=1) - 1).clamp(min=0)
