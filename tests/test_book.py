@@ -250,14 +250,16 @@ def test_first_cell(path):
             problems.append(f"the two languages number the chapter differently: {titles[0]!r} vs {other[:1]}")
 
     colab = f"{REPO_URL}/book/{lang}/{name}.ipynb"
-    badge = re.search(r"\[!\[[^\]]*\]\([^)]*colab-badge[^)]*\)\]\(\s*([^)\s]+)\s*\)", first)
+    badge = re.search(r"\[!\[[^\]]*\]\(([^)]*colab-badge[^)]*)\)\]\(\s*([^)\s]+)\s*\)", first)
     if not badge:
-        problems.append(f"no Colab badge: [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-                        f"({colab})")
-    elif badge.group(1) != colab:
-        problems.append(f"the Colab badge links to {badge.group(1)}, expected {colab}")
+        problems.append(f"no Colab badge: [![Open In Colab](../_static/colab-badge.svg)]({colab})")
+    elif badge.group(1) != "../_static/colab-badge.svg":
+        problems.append(f"the Colab badge's image is {badge.group(1)}: use the site's own copy, "
+                        "../_static/colab-badge.svg, so that the page needs no other host")
+    elif badge.group(2) != colab:
+        problems.append(f"the Colab badge links to {badge.group(2)}, expected {colab}")
     wrong = [u for u in links(first) if "colab.research.google.com/github" in u and u != colab
-             and not (badge and u == badge.group(1))]
+             and not (badge and u == badge.group(2))]
     if wrong:
         problems.append(f"Colab links to other notebooks: {wrong}")
 

@@ -135,6 +135,17 @@ def test_pick_full_defaults_to_local():
     assert Config("full", torch.device("cpu")).pick(smoke=1, local=2, full=0) == 0  # a falsy value is kept
 
 
+def test_pick_full_none_is_none():
+    """full=None is a value (the whole split for data.sample), not "as local": chapter 02's Colab crash."""
+    assert Config("full", torch.device("cpu")).pick(smoke=256, local=800, full=None) is None
+    assert Config("local", torch.device("cpu")).pick(smoke=256, local=800, full=None) == 800
+
+
+@pytest.mark.parametrize("name", ["smoke", "local", "full"])
+def test_pick_under_the_rehearsal_takes_smoke_sizes(name):
+    assert Config(name, torch.device("cpu"), rehearsal=True).pick(smoke=1, local=2, full=3) == 1
+
+
 def test_pick_needs_keywords():
     with pytest.raises(TypeError):
         Config("local", torch.device("cpu")).pick(1, 2)
@@ -194,9 +205,15 @@ def test_hub_reachable_tries_the_network_when_not_offline(value, monkeypatch):
         return Conn()
 
     monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
     monkeypatch.setattr(runtime.socket, "create_connection", fake)
     assert runtime.hub_reachable() is True
     assert calls == [("huggingface.co", 443)]
+    for endpoint, address in (("https://hf-mirror.com", ("hf-mirror.com", 443)),
+                              ("http://10.0.0.5:8080/", ("10.0.0.5", 8080))):
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)  # a mirror, as readers in mainland China use
+        assert runtime.hub_reachable() is True
+        assert calls[-1] == address
 
 
 def test_hub_unreachable_when_the_connection_fails(monkeypatch):
@@ -208,3 +225,52 @@ def test_hub_unreachable_when_the_connection_fails(monkeypatch):
 def test_pick_device():
     expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     assert runtime.pick_device() == torch.device(expected)
+
+
+# ------------------------------------------------------------------------------------------ the rehearsal
+def test_rehearsal_is_the_full_profile_at_smoke_sizes(monkeypatch, capsys):
+    monkeypatch.setenv("MTLIB_REHEARSAL", "1")
+    monkeypatch.setenv("MTLIB_PROFILE", "local")  # the rehearsal wins: it is a run of the full profile
+    cfg = mtlib.setup()
+    assert (cfg.profile, cfg.rehearsal, cfg.offline) == ("full", True, False)
+    assert cfg.pick(smoke=1, local=2, full=3) == 1
+    assert "rehearsal" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["", "0", "false"])
+def test_no_rehearsal_by_default(value, monkeypatch):
+    monkeypatch.setenv("MTLIB_REHEARSAL", value)
+    assert mtlib.setup(profile="local", verbose=False).rehearsal is False
+
+
+# ------------------------------------------------------------------------------------------ model overrides
+def test_models_from_argument_and_environment(monkeypatch, tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setenv("MTLIB_MODELS", f"encoder=bert-base-chinese, decoder={tmp_path}")
+    cfg = mtlib.setup(profile="local", models={"encoder": "hfl/chinese-roberta-wwm-ext"})
+    assert cfg.models == {"encoder": "hfl/chinese-roberta-wwm-ext", "decoder": str(tmp_path)}  # argument wins
+    out = capsys.readouterr().out
+    assert "encoder: hfl/chinese-roberta-wwm-ext (chosen in this run)" in out
+
+
+def test_no_models_chosen(monkeypatch):
+    monkeypatch.delenv("MTLIB_MODELS", raising=False)
+    assert mtlib.setup(profile="local", verbose=False).models == {}
+
+
+def test_unknown_role_in_models():
+    with pytest.raises(ProfileError, match=r"Unknown role 'teacher'.*encoder, student, decoder"):
+        mtlib.setup(profile="local", models={"teacher": "gpt2"}, verbose=False)
+
+
+def test_a_folder_that_is_not_a_model(tmp_path):
+    with pytest.raises(ProfileError, match="is not a model folder: it has no config.json"):
+        mtlib.setup(profile="local", models={"encoder": str(tmp_path)}, verbose=False)
+    with pytest.raises(ProfileError, match="no config.json"):
+        mtlib.setup(profile="local", models={"encoder": "./no/such/folder"}, verbose=False)
+
+
+def test_malformed_models_variable(monkeypatch):
+    monkeypatch.setenv("MTLIB_MODELS", "bert-base-chinese")
+    with pytest.raises(ProfileError, match="role=model pairs"):
+        mtlib.setup(profile="local", verbose=False)

@@ -1,10 +1,11 @@
 """The website as a reader sees it: build the book once, serve it on localhost, open chapter 02 in headless Chromium.
 
 For the English and the Chinese page of chapter 02: the title renders, code is highlighted, the plot (a PNG from the
-notebook's stored outputs) loads, jupyter-book's Colab launch button points at this notebook, glued numbers and
-math show as rendered text (no raw MyST), every local resource the page uses loads, and the link to the twin page
-opens the other language. The build is offline (jupyter-book 1 reads the stored outputs, executes nothing); the
-browser may only reach localhost.
+notebook's stored outputs) loads, jupyter-book's Colab launch button points at this notebook, glued numbers show as
+rendered text (no raw MyST), the math is typeset by the site's own MathJax, every resource the page uses comes from
+the site itself, and the link to the twin page opens the other language. The site's search finds a Chinese term
+(微调) and an English one (fine-tuning) in every chapter that uses it. The build is offline (jupyter-book 1 reads
+the stored outputs, executes nothing); the browser may only reach localhost, as a reader without the internet.
 
 Needs Debian's chromium and chromium-driver (`make browser`).
 """
@@ -267,12 +268,58 @@ def test_glue_and_math_rendered(page):
 
 
 @pytest.mark.parametrize("page", LANGS, indirect=True)
+def test_math_typeset_without_network(page):
+    """MathJax comes from the site (no CDN) and typesets every formula: no raw \\( or $$ left on the page."""
+    driver, lang = page
+    scripts = driver.execute_script("return [...document.querySelectorAll('script[src]')].map(s => s.src);")
+    mathjax = [u for u in scripts if "mathjax" in u.lower()]
+    assert mathjax and all(u.startswith(driver.current_url.split("/book/")[0]) for u in mathjax), \
+        f"{lang}: MathJax should be served by the site itself, the page loads {mathjax}"
+    count = driver.execute_script("return document.querySelectorAll('article .math').length;")
+    assert count > 0, f"{lang}: the chapter has no math element to typeset"
+    wait(driver, lambda d: d.execute_script(
+        "return document.querySelectorAll('article .math mjx-container').length") >= count, seconds=30,
+        message=f"{lang}: MathJax did not typeset the page's {count} formulas")
+    raw = driver.execute_script(
+        "return [...document.querySelectorAll('article .math')].filter(e => !e.querySelector('mjx-container'))"
+        ".map(e => e.textContent.slice(0, 60));")
+    assert not raw, f"{lang}: formulas left as raw LaTeX: {raw}"
+
+
+def search_results(driver, server: str, query: str) -> set[str]:
+    """The pages that the site's own search lists for `query` (Sphinx's search page, run in the browser)."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(urllib.parse.urljoin(server, "search.html?q=" + urllib.parse.quote(query)))
+    wait(driver, lambda d: any(ch.isdigit() for ch in d.execute_script(
+        "const s = document.querySelector('#search-results .search-summary'); return s ? s.textContent : '';")),
+        seconds=30, message=f"the search for {query!r} did not finish")
+    links = driver.find_elements(By.CSS_SELECTOR, "#search-results ul.search li a")
+    return {urllib.parse.urlparse(a.get_attribute("href")).path.lstrip("/").rsplit(".", 1)[0] for a in links}
+
+
+@pytest.mark.parametrize("query, lang", [("微调", "zh"), ("fine-tuning", "en")])
+def test_search_finds_the_chapters_that_use_a_term(browser, server, query, lang):
+    """Chinese is segmented into words (jieba), so 微调 is a term of its own, not part of a whole clause."""
+    from notebooks import chapters
+
+    using = {f"book/{lang}/{p.stem}" for p in chapters(lang)
+             if query.lower() in "\n".join(c.source for c in markdown_cells(read(p))).lower()}
+    assert using, f"no {lang} chapter uses {query!r}: the test needs a term that the book uses"
+    found = search_results(browser, server, query)
+    missing = sorted(using - found)
+    assert not missing, f"searching {query!r} misses chapters that use it: {missing} (found {sorted(found)})"
+
+
+@pytest.mark.parametrize("page", LANGS, indirect=True)
 def test_local_resources_load(page, server):
-    """Every stylesheet, script and image the page takes from the site itself is there (HTTP 200)."""
+    """Every stylesheet, script and image the page uses comes from the site itself and is there (HTTP 200)."""
     driver, lang = page
     urls = driver.execute_script(
         "return [...document.querySelectorAll('link[rel=stylesheet][href], script[src], img[src]')]"
         ".map(e => e.href || e.src);")
+    remote = sorted({u for u in urls if not u.startswith(server) and not u.startswith("data:")})
+    assert not remote, f"{lang}: the page needs other hosts, which a reader without the internet cannot reach: {remote}"
     local = sorted({u.split("#")[0] for u in urls if u.startswith(server)})
     broken = []
     for url in local:

