@@ -246,7 +246,11 @@ def fixed_masks(blocks: Dataset, tokenizer, seed: int = 0, batch_size: int = 32,
     mask = collator(tokenizer, mlm_probability, seed=seed)
     rows = [{k: blocks[i][k] for k in ("input_ids", "attention_mask", "special_tokens_mask")}
             for i in range(len(blocks))]
-    return [mask(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
+    # transformers 5.0 drew the random replacement tokens from torch's global generator despite `seed`: seed that
+    # too, inside a fork, so that the masks are the same on every version and the caller's random state is untouched
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return [mask(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
 
 
 @torch.no_grad()

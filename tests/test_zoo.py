@@ -347,14 +347,15 @@ def test_wheel_dir():
 @pytest.fixture(scope="module")
 def distilbert_folder(tmp_path_factory):
     """A tiny random DistilBERT saved with the encoder's vocabulary: 'another architecture in a local folder'."""
-    from transformers import DistilBertConfig, DistilBertForMaskedLM
+    from transformers import DistilBertConfig, DistilBertForMaskedLM, DistilBertTokenizerFast
 
     folder = tmp_path_factory.mktemp("distilbert")
     torch.manual_seed(0)
-    encoder_tokenizer = zoo.load_tokenizer("encoder", Config(profile="local", device=CPU))
-    config = DistilBertConfig(vocab_size=len(encoder_tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64)
+    vocab = zoo.load_tokenizer("encoder", Config(profile="local", device=CPU)).get_vocab()
+    tokenizer = DistilBertTokenizerFast(vocab=vocab, do_lower_case=True)  # no token_type_ids, as DistilBERT's own
+    config = DistilBertConfig(vocab_size=len(vocab), dim=32, n_layers=2, n_heads=2, hidden_dim=64)
     DistilBertForMaskedLM(config).save_pretrained(folder)
-    encoder_tokenizer.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return folder
 
 
