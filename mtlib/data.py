@@ -332,6 +332,11 @@ def load_dataset(name: str, seed: int = 0, balance: bool = False, splits=(0.7, 0
         if entry.label_names is None:
             raise DataError(f"{name!r} has no labels, so it cannot be balanced.")
         raw = {s: balance_rows(*cols, seed=seed) for s, cols in raw.items()}
+    return _assemble(raw, entry.label_names, seed, splits, repr(name))
+
+
+def _assemble(raw: dict, names, seed: int, splits, what: str) -> DatasetDict:
+    """split -> (texts, labels) as a DatasetDict in the book's schema; an "all" split is split `splits`."""
     if "all" in raw:
         train_frac, val_frac, test_frac = splits
         if min(splits) <= 0 or abs(sum(splits) - 1) > 1e-6:
@@ -342,16 +347,56 @@ def load_dataset(name: str, seed: int = 0, balance: bool = False, splits=(0.7, 0
     elif "validation" not in raw:
         raw["train"], raw["validation"] = _split(*raw["train"], 0.1, seed)
     features = Features({"text": Value("string")})
-    if entry.label_names is not None:
-        features["label"] = ClassLabel(names=list(entry.label_names))
+    if names is not None:
+        features["label"] = ClassLabel(names=list(names))
     out = DatasetDict()
     for split in ("train", "validation", "test"):
         texts, labels = raw[split]
         if not texts:
-            raise DataError(f"The {split!r} split of {name!r} is empty.")
+            raise DataError(f"The {split!r} split of {what} is empty.")
         columns = {"text": texts} if labels is None else {"text": texts, "label": labels}
         out[split] = Dataset.from_dict(columns, features=features)
     return out
+
+
+def from_frame(source, text: str = "text", label: str = "label", seed: int = 0, balance: bool = False,
+               splits=(0.7, 0.1, 0.2)) -> DatasetDict:
+    """Your own data in the book's schema (chapter 02): a pandas DataFrame or a CSV file as train/validation/test.
+
+    `text` and `label` name the columns. Labels may be strings or numbers; their sorted distinct values become the
+    class names. Rows with an empty text or no label are dropped; the rest is split (stratified) and, with
+    `balance=True`, balanced as `load_dataset` does.
+    """
+    import pandas as pd
+
+    if isinstance(source, (str, os.PathLike)):
+        if not Path(source).is_file():
+            raise DataError(f"No CSV file at {str(source)!r}. Give the path of a CSV file or a pandas DataFrame.")
+        frame = pd.read_csv(source)
+    elif isinstance(source, pd.DataFrame):
+        frame = source
+    else:
+        raise DataError(f"Give a pandas DataFrame or the path of a CSV file, not a {type(source).__name__}.")
+    missing = [c for c in (text, label) if c not in frame.columns]
+    if missing:
+        raise DataError(f"No column {', '.join(map(repr, missing))} in the data; its columns are "
+                        f"{list(map(str, frame.columns))}. Name yours: from_frame(data, text='review', label='stars').")
+    frame = frame[[text, label]].dropna()
+    frame = frame[frame[text].astype(str).str.strip() != ""]
+    names = sorted(frame[label].unique().tolist())
+    if len(names) < 2:
+        raise DataError(f"The label column {label!r} holds {len(names)} class(es) {names} after dropping empty rows; "
+                        "a classifier needs at least two.")
+    texts = frame[text].astype(str).str.strip().tolist()
+    labels = [names.index(v) for v in frame[label]]
+    counts = np.bincount(labels)
+    if counts.min() < 5:
+        rare = [str(names[i]) for i in np.flatnonzero(counts < 5)]
+        raise DataError(f"Class(es) {rare} have fewer than 5 rows: too few to appear in train, validation and test. "
+                        "Collect more examples, or merge or drop those classes.")
+    if balance:
+        texts, labels = balance_rows(texts, labels, seed=seed)
+    return _assemble({"all": (texts, labels)}, [str(n) for n in names], seed, splits, "your data")
 
 
 def label_names(ds) -> list[str]:

@@ -534,3 +534,60 @@ def test_make_loaders_group_by_length(small_sst2, tokenizer):
     assert Counter(r for b in batches for r in _unpadded(b)) == Counter(encoded)  # every row once
     assert _order(loaders["test"]) == [tuple(r) for r in tokenizer(small_sst2["test"]["text"][:], truncation=True,
                                                                     max_length=64)["input_ids"]]  # test keeps its order
+
+
+# ------------------------------------------------------------------------------------------ your own data
+def _reviews(n_per_class=20):
+    import pandas as pd
+    rows = [{"review": f"great product number {i}", "stars": "good"} for i in range(n_per_class)]
+    rows += [{"review": f"awful product number {i}", "stars": "bad"} for i in range(n_per_class)]
+    return pd.DataFrame(rows)
+
+
+def test_from_frame_gives_the_books_schema():
+    ds = data.from_frame(_reviews(), text="review", label="stars", seed=0)
+    assert list(ds) == ["train", "validation", "test"]
+    assert data.label_names(ds) == ["bad", "good"]  # sorted distinct values
+    assert sum(len(part) for part in ds.values()) == 40
+    assert set(ds["train"].features) == {"text", "label"}
+    for part in ds.values():  # stratified: both classes in every split
+        assert set(part["label"]) == {0, 1}
+    first = ds["train"][0]
+    assert (first["label"] == 1) == first["text"].startswith("great")
+
+
+def test_from_frame_reads_a_csv_and_is_deterministic(tmp_path):
+    path = tmp_path / "mine.csv"
+    _reviews().rename(columns={"review": "text", "stars": "label"}).to_csv(path, index=False)
+    a, b = data.from_frame(path, seed=3), data.from_frame(str(path), seed=3)
+    assert a["test"]["text"] == b["test"]["text"]
+    assert data.from_frame(path, seed=4)["test"]["text"] != a["test"]["text"]
+
+
+def test_from_frame_drops_empty_rows_and_balances():
+    frame = _reviews(30)
+    frame.loc[0, "review"] = "   "
+    frame.loc[1, "stars"] = None
+    frame = frame.iloc[:50]  # 30 good (2 unusable) and 20 bad
+    ds = data.from_frame(frame, text="review", label="stars")
+    assert sum(len(p) for p in ds.values()) == 48
+    balanced = data.from_frame(frame, text="review", label="stars", balance=True)
+    labels = [l for p in balanced.values() for l in p["label"]]
+    assert labels.count(0) == labels.count(1) == 20
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda f: f.drop(columns="stars"), r"No column 'stars'.*columns are \['review'\]"),
+    (lambda f: f.assign(stars="good"), r"holds 1 class\(es\) \['good'\].*at least two"),
+    (lambda f: f.iloc[:23], r"Class\(es\) \['bad'\] have fewer than 5 rows"),
+])
+def test_from_frame_clear_errors(bad, message):
+    with pytest.raises(data.DataError, match=message):
+        data.from_frame(bad(_reviews()), text="review", label="stars")
+
+
+def test_from_frame_wrong_source(tmp_path):
+    with pytest.raises(data.DataError, match="No CSV file at"):
+        data.from_frame(tmp_path / "missing.csv")
+    with pytest.raises(data.DataError, match="not a list"):
+        data.from_frame([("a", 1)])
