@@ -11,9 +11,10 @@ Domain-adaptive pretraining continues the encoder's own objective on text of the
   `model(**batch)` and uses `out.loss` (its label-range check only looks at 1-D class labels, so the 2-D masked-LM
   labels pass; give fit no validation loader, its validation pass is a classifier's);
 - `MaskedOnly(model)`: the same loss with the head applied at the masked positions only (about half the work);
-- `mlm_loss(model, blocks, tokenizer)`: the mean cross-entropy over the masked tokens of a held-out set, with masks
-  drawn from a fixed seed, so that two models (before / after) are scored on the very same masks;
-- `pseudo_perplexity(loss)` = exp(loss);
+- `masked_losses(model, batches)`: the summed cross-entropy and the number of masked tokens of each held-out block,
+  on masks drawn once from a fixed seed (`fixed_masks`), so that two models are scored on the very same masks and
+  can be compared block by block; `mlm_loss(model, blocks, tokenizer)`: their mean per masked token;
+- `masked_lm_perplexity(loss)` = exp(loss) (not Salazar et al.'s pseudo-perplexity, which masks every token in turn);
 - `copy_encoder(source, target)`: a further-pretrained encoder into a classifier, keeping the target's pooler.
 """
 from __future__ import annotations
@@ -120,18 +121,17 @@ def build_blocks(ds, tokenizer, block_size: int = 128, mode: str = "blocks",
             blocks = [list(x) for x in tokenizer(rows, truncation=True, max_length=block_size)["input_ids"]]
         else:
             sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-            stream: list[int] = []
-            wanted = None if max_blocks is None else max_blocks * room
+            texts_ids, tokens = [], 0
             for i in range(0, len(rows), 256):  # tokenise in chunks, so that max_blocks stops early
-                for ids in tokenizer(rows[i:i + 256], add_special_tokens=False)["input_ids"]:
-                    stream.extend(ids + ([sep] if sep is not None else []))
-                if wanted is not None and len(stream) >= wanted:
+                chunk = tokenizer(rows[i:i + 256], add_special_tokens=False)["input_ids"]
+                texts_ids += chunk
+                tokens += sum(len(ids) + (sep is not None) for ids in chunk)
+                if max_blocks is not None and tokens >= max_blocks * room:
                     break
-            n = len(stream) // room if max_blocks is None else min(max_blocks, len(stream) // room)
-            if n == 0:
-                raise PretrainError(f"The {split!r} split has only {len(stream)} tokens, fewer than one block of "
+            blocks = pack_blocks(texts_ids, prefix, suffix, sep, block_size, max_blocks)
+            if not blocks:
+                raise PretrainError(f"The {split!r} split has only {tokens} tokens, fewer than one block of "
                                     f"{room} text tokens: use a smaller block_size or mode='truncate'.")
-            blocks = [prefix + stream[i * room:(i + 1) * room] + suffix for i in range(n)]
         special = set(tokenizer.all_special_ids)
         out[split] = Dataset.from_dict({
             "input_ids": blocks,
@@ -139,6 +139,16 @@ def build_blocks(ds, tokenizer, block_size: int = 128, mode: str = "blocks",
             "special_tokens_mask": [[int(t in special) for t in b] for b in blocks],
         })
     return out["train"] if isinstance(ds, Dataset) else out
+
+
+def pack_blocks(texts_ids, prefix, suffix, sep, block_size: int, max_blocks: int | None = None) -> list[list[int]]:
+    """Join tokenised texts into one stream (`sep` after each) and cut it into blocks of exactly `block_size` tokens,
+    each framed by `prefix` ... `suffix` ([CLS] ... [SEP] for BERT); the incomplete last block is dropped.
+    """
+    room = block_size - len(prefix) - len(suffix)  # text tokens per block
+    stream = [token for ids in texts_ids for token in ids + ([sep] if sep is not None else [])]
+    n = len(stream) // room if max_blocks is None else min(max_blocks, len(stream) // room)
+    return [prefix + stream[i * room:(i + 1) * room] + suffix for i in range(n)]
 
 
 def collator(tokenizer, mlm_probability: float = MLM_PROBABILITY, seed: int | None = None):
@@ -254,36 +264,48 @@ def fixed_masks(blocks: Dataset, tokenizer, seed: int = 0, batch_size: int = 32,
 
 
 @torch.no_grad()
+def masked_losses(model, batches) -> tuple[np.ndarray, np.ndarray]:
+    """Per held-out block: the summed cross-entropy (nats) of its masked tokens, and how many were masked.
+
+    batches: from `fixed_masks`, so that every model is scored on the same masks. The head runs at the masked
+    positions only (`MaskedOnly`); each masked token's loss is added to the block (row) it came from.
+    """
+    check_mlm_head(model)
+    was_training, device = model.training, next(model.parameters()).device
+    model.eval()
+    sums, counts = [], []
+    try:
+        for batch in batches:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            masked = batch["labels"] != -100  # (blocks, tokens)
+            logits = MaskedOnly(model)(**batch).logits  # (masked tokens, vocabulary), in row order
+            nll = nn.functional.cross_entropy(logits.float(), batch["labels"][masked], reduction="none")
+            rows = masked.nonzero()[:, 0]  # the block of each masked token
+            sums.append(torch.zeros(len(masked), device=device).index_add_(0, rows, nll).cpu())
+            counts.append(masked.sum(1).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(sums).double().numpy(), torch.cat(counts).numpy()
+
+
 def mlm_loss(model, blocks, tokenizer=None, seed: int = 0, batch_size: int = 32) -> float:
     """The held-out masked-LM loss: mean cross-entropy (nats) over all masked tokens of `blocks`.
 
     blocks: a `Dataset` from `build_blocks` (masked here with `seed`, so every call uses the same masks; needs the
-    tokenizer) or a list of batches from `fixed_masks`. Each masked token weighs the same, whatever its batch.
+    tokenizer) or a list of batches from `fixed_masks`. Each masked token weighs the same, whatever its block.
     """
-    check_mlm_head(model)
     batches = blocks if isinstance(blocks, list) else fixed_masks(blocks, tokenizer, seed, batch_size)
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    scorer = MaskedOnly(model)
-    total, count = 0.0, 0
-    try:
-        for batch in batches:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            n = int((batch["labels"] != -100).sum())
-            if n == 0:
-                continue
-            total += scorer(**batch).loss.item() * n
-            count += n
-    finally:
-        model.train(was_training)
-    if count == 0:
+    sums, counts = masked_losses(model, batches)
+    if counts.sum() == 0:
         raise PretrainError("No token was masked in the held-out set: it is too small for a masked-LM loss.")
-    return total / count
+    return float(sums.sum() / counts.sum())
 
 
-def pseudo_perplexity(loss: float) -> float:
-    """exp(masked-LM loss): the effective number of vocabulary entries the model hesitates between at a mask."""
+def masked_lm_perplexity(loss: float) -> float:
+    """exp(masked-LM loss): the effective number of vocabulary entries the model hesitates between at a mask.
+
+    Not the pseudo-perplexity of Salazar et al. (2020), which masks every token of a text in turn.
+    """
     return float(math.exp(loss))
 
 

@@ -2,7 +2,8 @@
 
 Each English notebook runs top to bottom in a fresh kernel (profile from MTLIB_PROFILE, `local` by default), in
 its own folder. Its Chinese twin has the same code (a test enforces it), so it receives the outputs of that same
-run, cell by cell, instead of spending the same minutes twice. Prints each chapter's wall time.
+run, cell by cell, instead of spending the same minutes twice. Each chapter's wall time is printed and stored in the
+notebook's metadata (`mtlib.seconds`), where the preface reads it; the preface runs last.
 
     python scripts/execute.py                      # every chapter
     python scripts/execute.py 02-first-fine-tune   # chosen chapters (names, or paths as `make rehearse` takes)
@@ -26,6 +27,7 @@ def execute(path: Path) -> float:
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     seconds = time.perf_counter() - start
     nb.metadata.pop("widgets", None)
+    nb.metadata["mtlib"] = {"profile": os.environ["MTLIB_PROFILE"], "seconds": round(seconds)}  # the preface reads it
     nbformat.write(nb, path)
     return seconds
 
@@ -38,6 +40,7 @@ def copy_outputs(source: Path, target: Path) -> None:
     for a, b in zip(code_cells(src), code_cells(dst)):
         b.outputs, b.execution_count = a.outputs, a.execution_count
     dst.metadata["language_info"] = src.metadata.get("language_info", {})
+    dst.metadata["mtlib"] = src.metadata.get("mtlib", {})
     nbformat.write(dst, target)
 
 
@@ -50,6 +53,7 @@ def main(names):
         missing = set(names) - {c.stem for c in chapters}
         if missing:
             raise SystemExit(f"No chapter named {', '.join(sorted(missing))} in book/en.")
+    chapters.sort(key=lambda c: c.stem.startswith("00-"))  # the preface last: it reads the others' timings
     for chapter in chapters:
         seconds = execute(chapter)
         twin = ROOT / "book" / "zh" / chapter.name

@@ -131,7 +131,28 @@ def test_heldout_loss_is_deterministic_and_depends_on_the_masks(mlm, tokenizer, 
     torch.manual_seed(123)  # the global generator must not matter
     assert pretrain.mlm_loss(mlm, medical["test"], tokenizer, seed=0) == first
     assert pretrain.mlm_loss(mlm, medical["test"], tokenizer, seed=1) != first
-    assert math.isclose(pretrain.pseudo_perplexity(first), math.exp(first))
+    assert math.isclose(pretrain.masked_lm_perplexity(first), math.exp(first))
+
+
+def test_masked_losses_score_each_block_as_if_alone(mlm, tokenizer, medical):
+    """Per-block sums and counts: each block's loss equals the model's own loss on that block alone."""
+    batches = pretrain.fixed_masks(medical["test"], tokenizer, seed=0, batch_size=8)
+    sums, counts = pretrain.masked_losses(mlm, batches)
+    assert len(sums) == len(counts) == len(medical["test"]) and counts.min() > 0
+    assert sums.sum() / counts.sum() == pytest.approx(pretrain.mlm_loss(mlm, batches), rel=1e-12)
+    mlm.eval()
+    with torch.no_grad():
+        first = {k: v[:1] for k, v in batches[0].items()}  # one block, with the very same masks
+        assert sums[0] / counts[0] == pytest.approx(mlm(**first).loss.item(), rel=1e-5)
+        assert counts[0] == int((first["labels"] != -100).sum())
+
+
+def test_pack_blocks_cuts_a_stream_into_framed_blocks():
+    blocks = pretrain.pack_blocks([[1, 2, 3], [4, 5], [6, 7, 8, 9]], [100], [101], 0, block_size=5)
+    # the stream 1 2 3 0 4 5 0 6 7 8 9 0 (12 tokens) in blocks of 3 text tokens; nothing is left over
+    assert blocks == [[100, 1, 2, 3, 101], [100, 0, 4, 5, 101], [100, 0, 6, 7, 101], [100, 8, 9, 0, 101]]
+    assert pretrain.pack_blocks([[1, 2, 3], [4, 5]], [100], [101], 0, block_size=5, max_blocks=1) == [[100, 1, 2, 3, 101]]
+    assert pretrain.pack_blocks([[1, 2]], [], [], None, block_size=3) == []  # too short for one block
 
 
 def test_masked_only_gives_the_models_own_loss(mlm, tokenizer, medical):

@@ -183,6 +183,38 @@ def test_fit_rejects_bad_arguments():
         train.fit(model, loader(), epochs=1)
 
 
+def test_keep_best_rejects_bad_arguments():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="keep_best takes .* no validation loader"):
+        train.fit(model, loader(), epochs=1, keep_best="accuracy")
+    with pytest.raises(ValueError, match="keep_best='f1'"):
+        train.fit(model, loader(), loader(), epochs=1, keep_best="f1")
+    with pytest.raises(ValueError, match="patience=2 with keep_best=None"):
+        train.fit(model, loader(), loader(), epochs=1, patience=2)
+    with pytest.raises(ValueError, match="patience=0"):
+        train.fit(model, loader(), loader(), epochs=1, keep_best="loss", patience=0)
+
+
+def test_keep_best_ends_with_the_best_epoch():
+    """The model ends with the weights of its best validation epoch, whatever the epochs after it did."""
+    rows = tiny_rows(24, seed=4)
+    model = tiny_model(seed=1)
+    history = train.fit(model, loader(rows[:16]), loader(rows[16:]), epochs=6, lr=0.05, scheduler=None,
+                        keep_best="loss", verbose=False)
+    losses = [row["val_loss"] for row in history.epochs]
+    assert len(losses) == 6 and history.best_epoch == int(np.argmin(losses)) + 1
+    assert history.best_epoch < 6  # a rate this large overfits 16 rows: the last epoch is not the best
+    assert train.evaluate(model, loader(rows[16:]))["loss"] == pytest.approx(min(losses), rel=1e-6)
+
+
+def test_patience_stops_early():
+    """With nothing to learn (learning rate 0) no epoch beats the first: patience 2 stops after epoch 3."""
+    model = tiny_model()
+    history = train.fit(model, loader(), loader(), epochs=10, lr=0.0, scheduler=None, keep_best="accuracy",
+                        patience=2, verbose=False)
+    assert [row["epoch"] for row in history.epochs] == [1, 2, 3] and history.best_epoch == 1
+
+
 @pytest.mark.parametrize("batches, grad_accum, updates_per_epoch", [(4, 2, 2), (5, 2, 3)])
 def test_gradient_accumulation_counts_updates(batches, grad_accum, updates_per_epoch):
     """grad_accum=2 makes half as many optimiser updates (a last, incomplete group still makes one)."""
@@ -226,6 +258,31 @@ def test_constant_learning_rate_and_custom_loss():
     assert optimizer.param_groups[0]["lr"] == 3e-3
     assert adam_steps(optimizer) == 5
     assert history.steps == calls and len(calls) == 5
+
+
+def test_decay_groups_leave_biases_and_norms_undecayed():
+    model = tiny_model()
+    model.bert.embeddings.requires_grad_(False)  # frozen parameters belong to no group
+    decayed, plain = train.decay_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decayed["weight_decay"] == 0.01 and plain["weight_decay"] == 0.0
+    assert {names[id(p)] for p in plain["params"]} == {
+        n for n, p in model.named_parameters() if p.requires_grad and (n.endswith("bias") or "LayerNorm" in n)}
+    assert "classifier.weight" in {names[id(p)] for p in decayed["params"]}
+    grouped = [id(p) for group in (decayed, plain) for p in group["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters() if p.requires_grad)  # each once
+
+
+def test_fit_does_not_decay_biases():
+    """With zero gradients, an AdamW step changes only the weights it decays: the matrices."""
+    model = tiny_model()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    # a loss of zero has zero gradients: the only change a step makes is the decay
+    train.fit(model, loader(), epochs=1, lr=0.1, weight_decay=0.5, scheduler=None, max_grad_norm=None,
+              loss_fn=lambda out, batch: (out.logits * 0).sum(), verbose=False)
+    for name, p in model.named_parameters():
+        moved = not torch.equal(p, before[name])
+        assert moved == (p.dim() >= 2), name
 
 
 # -------------------------------------------------------------------------------------- evaluate, predict
