@@ -1,0 +1,11 @@
+"""Parameter-efficient fine-tuning, written out: one module per technique (chapters 06-11).
+
+Every technique has a config dataclass and `apply(model, config)`, which changes a loaded model in place, leaves
+exactly the technique's parameters and the task head trainable, and reports what it added; `common.save` and
+`common.load` write and read only those weights. `TECHNIQUES` lists them (chapter 17 loops over it).
+"""
+from . import common, lora
+
+TECHNIQUES = {"lora": lora}
+
+__all__ = ["TECHNIQUES", "common", "lora"]

@@ -1,0 +1,140 @@
+"""mtlib.tuning: LoRA leaves the model unchanged at step 0, equals peft before and after a step, merges exactly,
+saves and loads only its weights and the head, and fails clearly on bad input. Tiny models built from configs."""
+import copy
+
+import pytest
+import torch
+from peft import LoraConfig as PeftLoraConfig, get_peft_model
+from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2ForSequenceClassification
+
+from mtlib import params
+from mtlib.tuning import TECHNIQUES, common, lora
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_bert(seed=0):
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return BertForSequenceClassification(config).eval()
+
+
+def tiny_gpt2(seed=0):
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2, n_positions=32, num_labels=2,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, pad_token_id=0)
+    return GPT2ForSequenceClassification(config).eval()
+
+
+def batch(seed=1, n=4, length=7):
+    g = torch.Generator().manual_seed(seed)
+    return {"input_ids": torch.randint(1, 100, (n, length), generator=g),
+            "attention_mask": torch.ones(n, length, dtype=torch.long),
+            "labels": torch.tensor([0, 1, 1, 0][:n])}
+
+
+def logits(model, inputs):
+    with torch.no_grad():
+        return model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+
+
+@pytest.mark.parametrize("make, targets", [(tiny_bert, ("query", "value")), (tiny_gpt2, ("c_attn",))])
+def test_step_zero_leaves_the_outputs_unchanged(make, targets):
+    model = make()
+    before = logits(model, batch())
+    report = lora.apply(model, lora.LoraConfig(r=4, target_modules=targets))
+    assert (logits(model, batch()) - before).abs().max() <= 1e-6
+    assert report["added parameters"] == sum(p.numel() for n, p in model.named_parameters() if ".lora_" in n)
+
+
+def test_only_lora_and_the_head_train():
+    model = tiny_bert()
+    lora.apply(model, lora.LoraConfig(r=4))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in model.named_parameters() if ".lora_" in n or n.startswith("classifier.")}
+    assert len([n for n in trainable if n.endswith("lora_A")]) == 4  # query and value in each of 2 blocks
+
+
+def peft_twin(model, r, alpha, targets):
+    """A peft LoRA model on a copy of `model`, and ours with peft's random A copied in (B is zero in both)."""
+    theirs = get_peft_model(copy.deepcopy(model), PeftLoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0,
+                                                                 target_modules=list(targets),
+                                                                 modules_to_save=["classifier"]))
+    ours = copy.deepcopy(model)
+    lora.apply(ours, lora.LoraConfig(r=r, alpha=alpha, target_modules=targets))
+    for name, module in ours.named_modules():
+        if isinstance(module, lora.LoraLinear):
+            module.lora_A.data.copy_(theirs.base_model.model.get_submodule(name).lora_A["default"].weight)
+    return ours, theirs
+
+
+def test_lora_equals_peft_before_and_after_a_step():
+    ours, theirs = peft_twin(tiny_bert(), r=4, alpha=8, targets=("query", "value"))
+    inputs = batch()
+    assert torch.allclose(logits(ours, inputs), logits(theirs, inputs), atol=1e-5)
+    assert params.count_parameters(ours)["trainable"] == theirs.get_nb_trainable_parameters()[0]
+    for model in (ours, theirs):  # one AdamW step on the same batch
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+        model.train()
+        model(**inputs).loss.backward()
+        optimizer.step()
+        model.eval()
+    after = logits(ours, inputs)
+    assert not torch.allclose(after, logits(tiny_bert(), inputs), atol=1e-4)  # the step changed something
+    assert torch.allclose(after, logits(theirs, inputs), atol=1e-5)
+
+
+@pytest.mark.parametrize("make, targets", [(tiny_bert, ("query", "value", "dense")), (tiny_gpt2, ("c_attn", "c_fc"))])
+def test_merge_gives_the_same_outputs_without_extra_work(make, targets):
+    model = make()
+    lora.apply(model, lora.LoraConfig(r=4, target_modules=targets))
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, lora.LoraLinear):
+                module.lora_B.normal_()  # a non-zero update, as after training
+    inputs = batch()
+    unmerged = logits(model, inputs)
+    lora.merge(model)
+    assert (logits(model, inputs) - unmerged).abs().max() <= 1e-5
+    lora.unmerge(model)
+    assert (logits(model, inputs) - unmerged).abs().max() <= 1e-5
+
+
+def test_save_and_load_restore_the_same_logits_head_included(tmp_path):
+    model = tiny_bert()
+    lora.apply(model, lora.LoraConfig(r=4))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)  # the LoRA matrices and the head move, as in training
+    size = common.save(model, tmp_path / "lora.safetensors")
+    fresh = tiny_bert()
+    lora.apply(fresh, lora.LoraConfig(r=4))
+    common.load(fresh, tmp_path / "lora.safetensors")
+    assert torch.equal(logits(fresh, batch()), logits(model, batch()))
+    saved = params.count_parameters(model)["trainable"]
+    assert saved * 4 <= size < saved * 4 + 4096  # float32 weights and a small header: nothing else is saved
+
+
+def test_bad_input_gives_clear_errors():
+    with pytest.raises(common.TuningError, match="No module of BertForSequenceClassification is named.*query"):
+        lora.apply(tiny_bert(), lora.LoraConfig(target_modules=("q_proj",)))
+    with pytest.raises(common.TuningError, match="rank r must be .* at least 1, got r=0"):
+        lora.apply(tiny_bert(), lora.LoraConfig(r=0))
+    model = tiny_bert()
+    lora.apply(model)
+    with pytest.raises(common.TuningError, match="already applied"):
+        lora.apply(model)
+    with pytest.raises(common.TuningError, match="LayerNorm, which this technique cannot wrap"):
+        lora.apply(tiny_bert(), lora.LoraConfig(target_modules=("LayerNorm",)))
+
+
+def test_the_registry_lists_lora():
+    assert TECHNIQUES["lora"] is lora
