@@ -8,7 +8,7 @@ from peft import LoraConfig as PeftLoraConfig, get_peft_model
 from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2ForSequenceClassification
 
 from mtlib import params
-from mtlib.tuning import TECHNIQUES, common, lora
+from mtlib.tuning import TECHNIQUES, bitfit, common, lora
 
 
 @pytest.fixture(autouse=True)
@@ -130,11 +130,35 @@ def test_bad_input_gives_clear_errors():
         lora.apply(tiny_bert(), lora.LoraConfig(r=0))
     model = tiny_bert()
     lora.apply(model)
-    with pytest.raises(common.TuningError, match="already applied"):
+    with pytest.raises(common.TuningError, match="lora is already applied"):
         lora.apply(model)
     with pytest.raises(common.TuningError, match="LayerNorm, which this technique cannot wrap"):
         lora.apply(tiny_bert(), lora.LoraConfig(target_modules=("LayerNorm",)))
 
 
 def test_the_registry_lists_lora():
-    assert TECHNIQUES["lora"] is lora
+    assert TECHNIQUES == {"bitfit": bitfit, "lora": lora}
+
+
+def test_bitfit_trains_the_biases_and_the_whole_head():
+    model = tiny_bert()
+    report = bitfit.apply(model)
+    biases = [p for n, p in model.named_parameters() if n.endswith(".bias") and not n.startswith("classifier.")]
+    head = sum(p.numel() for p in model.classifier.parameters())
+    assert params.count_parameters(model)["trainable"] == sum(p.numel() for p in biases) + head
+    assert model.classifier.weight.requires_grad  # the seed's loop froze the new head's weight
+    assert report["biases"] == len(bitfit.bias_names(model)) and report["added parameters"] == 0
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    model(**batch()).loss.backward()
+    optimizer.step()
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and all(n.endswith(".bias") or n.startswith("classifier.") for n in moved)
+
+
+def test_bitfit_errors():
+    model = tiny_bert()
+    bitfit.apply(model)
+    with pytest.raises(common.TuningError, match="bitfit is already applied"):
+        bitfit.apply(model)

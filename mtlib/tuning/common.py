@@ -43,6 +43,17 @@ def matching_modules(model: nn.Module, targets, kinds: tuple[type, ...]) -> dict
     return found
 
 
+def check_fresh(model: nn.Module, technique: str) -> None:
+    """Applying a technique a second time is an error (`mark_applied` records the first)."""
+    if technique in getattr(model, "mtlib_tuning", []):
+        raise TuningError(f"{technique} is already applied to this model: apply it once, to a freshly loaded model.")
+
+
+def mark_applied(model: nn.Module, technique: str) -> None:
+    """Record that `technique` changed this model."""
+    model.mtlib_tuning = [*getattr(model, "mtlib_tuning", []), technique]
+
+
 def replace(model: nn.Module, name: str, new: nn.Module) -> None:
     """Put `new` where the submodule `name` was."""
     parent_name, _, child = name.rpartition(".")

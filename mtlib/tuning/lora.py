@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from .common import TuningError, matching_modules, replace, train_only
+from .common import TuningError, check_fresh, mark_applied, matching_modules, replace, train_only
 
 WRAPS = (nn.Linear, Conv1D)
 
@@ -73,12 +73,12 @@ def apply(model: nn.Module, config: LoraConfig = LoraConfig()) -> dict:
     """Wrap every target layer of `model` in place; only the LoRA matrices and the task head stay trainable."""
     if not isinstance(config.r, int) or config.r < 1:
         raise TuningError(f"LoRA's rank r must be a whole number of at least 1, got r={config.r!r}.")
-    if any(isinstance(m, LoraLinear) for m in model.modules()):
-        raise TuningError("LoRA is already applied to this model: apply it once, to a freshly loaded model.")
+    check_fresh(model, "lora")
     targets = matching_modules(model, config.target_modules, WRAPS)
     for name, layer in targets.items():
         replace(model, name, LoraLinear(layer, config.r, config.alpha, config.dropout))
     train_only(model, *(f"{name}.lora_A" for name in targets), *(f"{name}.lora_B" for name in targets))
+    mark_applied(model, "lora")
     added = sum(m.lora_A.numel() + m.lora_B.numel() for m in model.modules() if isinstance(m, LoraLinear))
     return {"technique": "lora", "layers": sorted(targets), "added parameters": added}
 
