@@ -379,8 +379,11 @@ def from_frame(source, text: str = "text", label: str = "label", seed: int = 0, 
         raise DataError(f"Give a pandas DataFrame or the path of a CSV file, not a {type(source).__name__}.")
     missing = [c for c in (text, label) if c not in frame.columns]
     if missing:
-        raise DataError(f"No column {', '.join(map(repr, missing))} in the data; its columns are "
-                        f"{list(map(str, frame.columns))}. Name yours: from_frame(data, text='review', label='stars').")
+        columns = list(map(str, frame.columns))
+        example = f"from_frame(data, text={columns[0]!r}, label={columns[-1]!r})" if len(columns) > 1 else \
+            "from_frame(data, text='review', label='stars')"
+        raise DataError(f"No column {', '.join(map(repr, missing))} in the data; its columns are {columns}. "
+                        f"Name the text and label columns, e.g. {example}.")
     frame = frame[[text, label]].dropna()
     frame = frame[frame[text].astype(str).str.strip() != ""]
     names = sorted(frame[label].unique().tolist())

@@ -120,7 +120,7 @@ def fit(model, train_loader, val_loader=None, *, epochs: int = 1, lr: float = 5e
         raise ValueError(f"patience counts epochs without a new best: it needs keep_best and must be at least 1, got "
                          f"patience={patience!r} with keep_best={keep_best!r}.")
     accelerator = make_accelerator(grad_accum)
-    # fused: one kernel for every tensor's update, several times faster than a loop over them (CPU and CUDA)
+    # fused: one kernel for every tensor's update, faster than a loop over them (CPU and CUDA)
     optimizer = optimizer or torch.optim.AdamW(decay_groups(model, weight_decay), lr=lr, fused=True)
     steps = epochs * -(-len(train_loader) // grad_accum)
     schedule = get_scheduler(scheduler, optimizer, num_warmup_steps=int(warmup * steps),
