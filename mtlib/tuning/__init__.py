@@ -4,8 +4,8 @@ Every technique has a config dataclass and `apply(model, config)`, which changes
 exactly the technique's parameters and the task head trainable, and reports what it added; `common.save` and
 `common.load` write and read only those weights. `TECHNIQUES` lists them (chapter 17 loops over it).
 """
-from . import bitfit, common, lora
+from . import bitfit, common, layerwise, lora, task
 
-TECHNIQUES = {"bitfit": bitfit, "lora": lora}
+TECHNIQUES = {"layerwise": layerwise, "bitfit": bitfit, "lora": lora}
 
-__all__ = ["TECHNIQUES", "bitfit", "common", "lora"]
+__all__ = ["TECHNIQUES", "bitfit", "common", "layerwise", "lora", "task"]

@@ -1,0 +1,123 @@
+"""The fixed task of Part II (chapters 06-11 and 17): the encoder on SST-2 with chapter 02's recipe.
+
+Every technique chapter trains on the same sample, with the same seeds, batches and step budget, and reports the
+same columns, so that their tables line up:
+
+    task = tuning.task.SST2Task(cfg)
+    run = task.run("LoRA r=8", lambda model: lora.apply(model, lora.LoraConfig()), lr=3e-3, seed=0)
+    tuning.task.compare([run, ...])
+
+Each method gets its own learning rate, chosen on the validation split (parameter-efficient methods need rates
+10-30x full fine-tuning's); the test split is read once per run and compared only between rates chosen that way.
+Under `local` and `smoke` the sample is chapter 02's; under `full` (BERT-base on a GPU) it is 8,000 training
+sentences rather than chapter 02's whole split, so that a chapter's dozen runs fit a Colab session.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import data, measure, runtime, zoo
+from ..params import count_parameters
+from ..train import History, evaluate, fit
+from .common import save
+
+BATCH_SIZE = 32
+MAX_LENGTH = 64
+
+
+@dataclass
+class Run:
+    """One training run on the fixed task: what the comparison tables show."""
+
+    name: str
+    lr: float
+    seed: int
+    history: History
+    val_accuracy: float
+    test_accuracy: float
+    trainable: int
+    total: int
+    seconds_per_step: float
+    peak_mib: float
+    saved_bytes: int
+    model: torch.nn.Module | None = field(default=None, repr=False)  # kept only when asked (`keep_model=True`)
+
+
+class SST2Task:
+    """Chapter 02's data, batches and budget; `run` trains a fresh model prepared by a technique and measures it."""
+
+    def __init__(self, cfg: runtime.Config):
+        self.cfg = cfg
+        sst2 = data.load_dataset("sst2", seed=cfg.seed)
+        self.label_names = data.label_names(sst2)
+        self.ds = data.sample(sst2, seed=cfg.seed,
+                              train=cfg.pick(smoke=128, local=800, full=8000),
+                              validation=cfg.pick(smoke=64, local=256, full=None),
+                              test=cfg.pick(smoke=128, local=872, full=None))
+        self.tokenizer = zoo.load_tokenizer("encoder", cfg)
+        for split in ("validation", "test"):  # sorted by length: less padding, and no score depends on the order
+            lengths = [len(ids) for ids in self.tokenizer(list(self.ds[split]["text"]))["input_ids"]]
+            self.ds[split] = self.ds[split].select(np.argsort(lengths, kind="stable"))
+        self.epochs = cfg.pick(smoke=2, local=2, full=3)
+        self.full_lr = cfg.pick(smoke=3e-4, local=3e-4, full=5e-5)  # chapter 02's choice on validation
+        self._loaders = {}
+
+    def loaders(self, seed: int) -> dict:
+        """The loaders of `seed`: its training batches (grouped by length, as in chapter 02), reset to their start."""
+        if seed not in self._loaders:
+            self._loaders[seed] = data.make_loaders(self.ds, self.tokenizer, batch_size=BATCH_SIZE,
+                                                    max_length=MAX_LENGTH, seed=seed, group_by_length=True)
+        self._loaders[seed]["train"].batch_sampler.generator.manual_seed(seed)
+        return self._loaders[seed]
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps per run."""
+        return self.epochs * len(self.loaders(0)["train"])
+
+    def model(self, seed: int) -> torch.nn.Module:
+        """A freshly loaded classifier; `seed` fixes its new head's initial weights (and dropout)."""
+        runtime.seed_everything(seed)
+        return zoo.load_model("encoder", self.cfg, num_labels=len(self.label_names))
+
+    def run(self, name: str, prepare, lr: float, seed: int, keep_model: bool = False, **fit_args) -> Run:
+        """Load a fresh model, `prepare(model)` it (apply a technique, freeze layers; None: full fine-tuning),
+        train it on `seed`'s batches at `lr`, and score it on the validation and test splits."""
+        model = self.model(seed)
+        if prepare is not None:
+            prepare(model)
+        loaders = self.loaders(seed)
+        with measure.usage(self.cfg.device) as used:
+            history = fit(model, loaders["train"], loaders["validation"], epochs=self.epochs, lr=lr,
+                          verbose=False, **fit_args)
+        counted = count_parameters(model)
+        with tempfile.TemporaryDirectory() as folder:
+            saved = save(model, Path(folder) / "weights.safetensors")
+        return Run(name=name, lr=lr, seed=seed, history=history, val_accuracy=history.last["val_accuracy"],
+                   test_accuracy=evaluate(model, loaders["test"], self.cfg.device)["accuracy"],
+                   trainable=counted["trainable"], total=counted["total"],
+                   seconds_per_step=sum(e["seconds"] for e in history.epochs) / len(history.steps), peak_mib=used.peak_mib,
+                   saved_bytes=saved, model=model if keep_model else None)
+
+
+def compare(runs: list[Run]) -> pd.DataFrame:
+    """One row per method (runs grouped by name): accuracy with its spread over seeds, and the cost columns."""
+    rows = {}
+    for name in dict.fromkeys(r.name for r in runs):
+        group = [r for r in runs if r.name == name]
+        test = [r.test_accuracy for r in group]
+        rows[name] = {
+            "lr": group[0].lr, "seeds": len(group),
+            "validation accuracy": np.mean([r.val_accuracy for r in group]),
+            "test accuracy": np.mean(test), "± sd": np.std(test, ddof=1) if len(test) > 1 else np.nan,
+            "trainable parameters": group[0].trainable, "trainable %": 100 * group[0].trainable / group[0].total,
+            "s / step": np.mean([r.seconds_per_step for r in group]),
+            "peak memory (MiB)": np.mean([r.peak_mib for r in group]),
+            "saved (MiB)": group[0].saved_bytes / 2**20}
+    return pd.DataFrame(rows).T.astype({"seeds": int, "trainable parameters": int})

@@ -1,0 +1,153 @@
+"""mtlib.tuning.layerwise (chapter 06) and the fixed task of Part II (tuning.task): which parameters the top k
+blocks are, rates that shrink with depth over every parameter, the seed's optimiser bug and its fix, clear errors."""
+import pytest
+import torch
+from transformers import (BertConfig, BertForSequenceClassification, GPT2Config, GPT2ForSequenceClassification,
+                          LlamaConfig, LlamaForSequenceClassification)
+
+import mtlib
+from mtlib.tuning import TECHNIQUES, bitfit, common, layerwise, task
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_bert(layers=3):
+    torch.manual_seed(0)
+    return BertForSequenceClassification(BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=64,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+
+
+def tiny_gpt2():
+    torch.manual_seed(0)
+    return GPT2ForSequenceClassification(GPT2Config(vocab_size=100, n_embd=32, n_layer=3, n_head=2, n_positions=32,
+                                                    pad_token_id=0, bos_token_id=1, eos_token_id=1))
+
+
+def tiny_llama():
+    torch.manual_seed(0)
+    return LlamaForSequenceClassification(LlamaConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=2,
+        intermediate_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=1))
+
+
+def batch():
+    g = torch.Generator().manual_seed(1)
+    return {"input_ids": torch.randint(2, 100, (4, 7), generator=g), "attention_mask": torch.ones(4, 7, dtype=torch.long),
+            "labels": torch.tensor([0, 1, 1, 0])}
+
+
+def trainable(model):
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("make, stack, above, head", [
+    (tiny_bert, "bert.encoder.layer", "bert.pooler", "classifier"),
+    (tiny_gpt2, "transformer.h", "transformer.ln_f", "score"),
+    (tiny_llama, "model.layers", "model.norm", "score")])
+def test_top_k_trains_the_top_blocks_what_is_above_them_and_the_head(make, stack, above, head):
+    model = make()
+    layerwise.apply(model, layerwise.LayerwiseConfig(k=1))
+    names = trainable(model)
+    assert any(n.startswith(f"{stack}.2.") for n in names)
+    assert not any(n.startswith((f"{stack}.0.", f"{stack}.1.")) for n in names)
+    assert any(n.startswith(above + ".") for n in names) and any(n.startswith(head + ".") for n in names)
+    assert len([n for n, _ in model.named_parameters()]) > len(names)
+
+
+def test_k_zero_and_k_all():
+    model = tiny_bert()
+    layerwise.apply(model, layerwise.LayerwiseConfig(k=0))
+    assert trainable(model) == {n for n, _ in model.named_parameters() if n.startswith(("bert.pooler.", "classifier."))}
+    model = tiny_bert()
+    layerwise.apply(model, layerwise.LayerwiseConfig(k=3))
+    assert trainable(model) == {n for n, _ in model.named_parameters() if not n.startswith("bert.embeddings.")}
+
+
+@pytest.mark.parametrize("k", [-1, 4, 1.5, "2"])
+def test_k_outside_the_blocks_is_a_clear_error(k):
+    with pytest.raises(common.TuningError, match="from 0 to 3"):
+        layerwise.apply(tiny_bert(), layerwise.LayerwiseConfig(k=k))
+
+
+def test_applying_twice_is_an_error():
+    model = tiny_bert()
+    layerwise.apply(model, layerwise.LayerwiseConfig(k=1))
+    with pytest.raises(common.TuningError, match="already applied"):
+        layerwise.apply(model, layerwise.LayerwiseConfig(k=2))
+
+
+@pytest.mark.parametrize("make", [tiny_bert, tiny_gpt2, tiny_llama])
+def test_depth_groups_cover_every_parameter_once_with_rates_shrinking_with_depth(make):
+    model = make()
+    groups = layerwise.depth_groups(model, lr=1.0, decay=0.5)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())
+    rate = {id(p): g["lr"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    blocks = layerwise.blocks(model)
+    top_block = next(p for n, p in named.items() if n.startswith(blocks[-1] + "."))
+    bottom_block = next(p for n, p in named.items() if n.startswith(blocks[0] + "."))
+    embedding = model.get_input_embeddings().weight
+    head = next(p for n, p in named.items() if n.startswith(mtlib.freeze.head(model)[0]))
+    assert rate[id(head)] == 1.0 and rate[id(top_block)] == 0.5
+    assert rate[id(bottom_block)] == 0.5 ** 3 and rate[id(embedding)] == 0.5 ** 4
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert all((p.dim() >= 2) == (id(p) in decayed) for p in model.parameters())
+
+
+def test_bad_decay_is_a_clear_error():
+    with pytest.raises(common.TuningError, match=r"\(0, 1\]"):
+        layerwise.depth_groups(tiny_bert(), lr=1e-3, decay=0)
+
+
+def step(model, optimizer):
+    optimizer.zero_grad()
+    model(**batch()).loss.backward()
+    optimizer.step()
+
+
+def test_an_optimiser_built_before_unfreezing_never_updates_the_block_and_depth_groups_do():
+    """The seed's bug (chapter 06): the optimiser only holds what was trainable when it was built."""
+    for build, moves in ((lambda m: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-2), False),
+                         (lambda m: torch.optim.AdamW(layerwise.depth_groups(m, lr=1e-2, decay=1.0)), True)):
+        model = tiny_bert()
+        layerwise.apply(model, layerwise.LayerwiseConfig(k=0))
+        optimizer = build(model)
+        step(model, optimizer)
+        mtlib.freeze.unfreeze(model, layerwise.blocks(model)[-1])  # unfreeze the top block after building
+        block = model.bert.encoder.layer[2].output.dense.weight
+        before = block.detach().clone()
+        frozen = model.bert.encoder.layer[0].output.dense.weight.detach().clone()
+        step(model, optimizer)
+        assert (not torch.equal(block, before)) == moves
+        assert torch.equal(model.bert.encoder.layer[0].output.dense.weight, frozen)  # still frozen: never moves
+
+
+def test_registry_lists_layerwise():
+    assert TECHNIQUES["layerwise"] is layerwise
+
+
+def test_the_fixed_task_runs_a_technique_and_reports_every_column():
+    cfg = mtlib.setup(profile="smoke", verbose=False)
+    fixed = task.SST2Task(cfg)
+    assert [len(fixed.ds[s]) for s in ("train", "validation", "test")] == [128, 64, 128]
+    first = [b["input_ids"].tolist() for b in fixed.loaders(0)["train"]]
+    assert first == [b["input_ids"].tolist() for b in fixed.loaders(0)["train"]]  # the same batches every run
+    run = fixed.run("BitFit", bitfit.apply, lr=3e-3, seed=0)
+    model = fixed.model(0)
+    biases = sum(p.numel() for n, p in model.named_parameters() if n.endswith(".bias"))
+    assert run.trainable == biases + model.classifier.weight.numel()
+    assert len(run.history.steps) == fixed.steps == 2 * len(fixed.loaders(0)["train"])
+    assert 0 <= run.test_accuracy <= 1 and run.seconds_per_step > 0 and run.saved_bytes > 4 * run.trainable
+    table = task.compare([run, fixed.run("BitFit", bitfit.apply, lr=3e-3, seed=1)])
+    assert table.loc["BitFit", "seeds"] == 2 and table.loc["BitFit", "± sd"] >= 0
+    assert list(table.columns) == ["lr", "seeds", "validation accuracy", "test accuracy", "± sd",
+                                   "trainable parameters", "trainable %", "s / step", "peak memory (MiB)",
+                                   "saved (MiB)"]
