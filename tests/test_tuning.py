@@ -136,8 +136,11 @@ def test_bad_input_gives_clear_errors():
         lora.apply(tiny_bert(), lora.LoraConfig(target_modules=("LayerNorm",)))
 
 
-def test_the_registry_lists_lora():
-    assert TECHNIQUES == {"bitfit": bitfit, "lora": lora}
+def test_the_registry_lists_every_technique_in_chapter_order():
+    from mtlib.tuning import adapters, layerwise
+    assert list(TECHNIQUES.items()) == [("layerwise", layerwise), ("bitfit", bitfit), ("adapters", adapters),
+                                        ("lora", lora)]
+    assert all(callable(module.apply) for module in TECHNIQUES.values())
 
 
 def test_bitfit_trains_the_biases_and_the_whole_head():

@@ -6,7 +6,7 @@ from transformers import (BertConfig, BertForSequenceClassification, GPT2Config,
                           LlamaConfig, LlamaForSequenceClassification)
 
 import mtlib
-from mtlib.tuning import TECHNIQUES, bitfit, common, layerwise, task
+from mtlib.tuning import bitfit, common, layerwise, task
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +91,7 @@ def test_depth_groups_cover_every_parameter_once_with_rates_shrinking_with_depth
     assert sorted(ids) == sorted(id(p) for p in model.parameters())
     rate = {id(p): g["lr"] for g in groups for p in g["params"]}
     named = dict(model.named_parameters())
-    blocks = layerwise.blocks(model)
+    blocks = layerwise.block_names(model)
     top_block = next(p for n, p in named.items() if n.startswith(blocks[-1] + "."))
     bottom_block = next(p for n, p in named.items() if n.startswith(blocks[0] + "."))
     embedding = model.get_input_embeddings().weight
@@ -121,17 +121,13 @@ def test_an_optimiser_built_before_unfreezing_never_updates_the_block_and_depth_
         layerwise.apply(model, layerwise.LayerwiseConfig(k=0))
         optimizer = build(model)
         step(model, optimizer)
-        mtlib.freeze.unfreeze(model, layerwise.blocks(model)[-1])  # unfreeze the top block after building
+        mtlib.freeze.unfreeze(model, layerwise.block_names(model)[-1])  # unfreeze the top block after building
         block = model.bert.encoder.layer[2].output.dense.weight
         before = block.detach().clone()
         frozen = model.bert.encoder.layer[0].output.dense.weight.detach().clone()
         step(model, optimizer)
         assert (not torch.equal(block, before)) == moves
         assert torch.equal(model.bert.encoder.layer[0].output.dense.weight, frozen)  # still frozen: never moves
-
-
-def test_registry_lists_layerwise():
-    assert TECHNIQUES["layerwise"] is layerwise
 
 
 def test_the_fixed_task_runs_a_technique_and_reports_every_column():

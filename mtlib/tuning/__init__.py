@@ -4,8 +4,9 @@ Every technique has a config dataclass and `apply(model, config)`, which changes
 exactly the technique's parameters and the task head trainable, and reports what it added; `common.save` and
 `common.load` write and read only those weights. `TECHNIQUES` lists them (chapter 17 loops over it).
 """
-from . import bitfit, common, layerwise, lora, task
+from . import adapters, bitfit, common, layerwise, lora, task
 
-TECHNIQUES = {"layerwise": layerwise, "bitfit": bitfit, "lora": lora}
+# in the order of the chapters; DoRA is LoRA with `LoraConfig(use_dora=True)`
+TECHNIQUES = {"layerwise": layerwise, "bitfit": bitfit, "adapters": adapters, "lora": lora}
 
-__all__ = ["TECHNIQUES", "bitfit", "common", "layerwise", "lora", "task"]
+__all__ = ["TECHNIQUES", "adapters", "bitfit", "common", "layerwise", "lora", "task"]

@@ -21,7 +21,7 @@ class LayerwiseConfig:
     k: int = 2  # how many of the top blocks train
 
 
-def blocks(model: nn.Module) -> list[str]:
+def block_names(model: nn.Module) -> list[str]:
     """The qualified names of the transformer blocks, bottom to top (`bert.encoder.layer.0`, ...)."""
     name, layers = freeze._stack(model)
     return [f"{name}.{i}" for i in range(len(layers))]
@@ -48,7 +48,7 @@ def above(model: nn.Module) -> list[str]:
 
 def top(model: nn.Module, k: int) -> list[str]:
     """What "train the top k blocks" trains: those blocks, the parts above them and the task head."""
-    names = blocks(model)
+    names = block_names(model)
     if not isinstance(k, int) or not 0 <= k <= len(names):
         raise TuningError(f"k counts the top blocks to train: a whole number from 0 to {len(names)} for "
                           f"{type(model).__name__}, which has {len(names)} blocks; got k={k!r}.")
@@ -61,7 +61,7 @@ def apply(model: nn.Module, config: LayerwiseConfig = LayerwiseConfig()) -> dict
     check_fresh(model, "layerwise")
     freeze.train_only(model, *trained)
     mark_applied(model, "layerwise")
-    return {"technique": "layerwise", "blocks": len(blocks(model)), "k": config.k, "added parameters": 0}
+    return {"technique": "layerwise", "blocks": len(block_names(model)), "k": config.k, "added parameters": 0}
 
 
 def depth_groups(model: nn.Module, lr: float, decay: float, weight_decay: float = 0.01) -> list[dict]:
@@ -74,7 +74,7 @@ def depth_groups(model: nn.Module, lr: float, decay: float, weight_decay: float 
     """
     if not 0 < decay <= 1:
         raise TuningError(f"decay multiplies the rate once per block going down: a number in (0, 1], got {decay}.")
-    names = blocks(model)
+    names = block_names(model)
     levels = {name: len(names) - i for i, name in enumerate(names)}  # the top block is 1 below the head
     levels.update({name: len(names) + 1 for name in _around(model)[0]})  # the embeddings, below every block
     groups: dict[tuple, list] = {}
