@@ -141,7 +141,7 @@ def fit(model, train_loader, val_loader=None, *, epochs: int = 1, lr: float = 5e
                 loss = loss_fn(out, batch) if loss_fn else out.loss
                 accelerator.backward(loss)
                 if max_grad_norm and accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(trainable, max_grad_norm)
+                    accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
                 optimizer.step()
                 if schedule is not None and accelerator.sync_gradients:
                     schedule.step()

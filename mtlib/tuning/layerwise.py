@@ -27,7 +27,7 @@ def block_names(model: nn.Module) -> list[str]:
     return [f"{name}.{i}" for i in range(len(layers))]
 
 
-def _around(model: nn.Module) -> tuple[list[str], list[str]]:
+def around_stack(model: nn.Module) -> tuple[list[str], list[str]]:
     """The backbone's parts with parameters registered before the block stack (the embeddings) and after it."""
     base, stack = freeze.backbone(model), freeze._stack(model)[0]
     backbone = model.get_submodule(base) if base else model
@@ -43,7 +43,7 @@ def _around(model: nn.Module) -> tuple[list[str], list[str]]:
 
 def above(model: nn.Module) -> list[str]:
     """The backbone's parts above the block stack (BERT's pooler, GPT-2's and Llama's final norm)."""
-    return _around(model)[1]
+    return around_stack(model)[1]
 
 
 def top(model: nn.Module, k: int) -> list[str]:
@@ -76,7 +76,7 @@ def depth_groups(model: nn.Module, lr: float, decay: float, weight_decay: float 
         raise TuningError(f"decay multiplies the rate once per block going down: a number in (0, 1], got {decay}.")
     names = block_names(model)
     levels = {name: len(names) - i for i, name in enumerate(names)}  # the top block is 1 below the head
-    levels.update({name: len(names) + 1 for name in _around(model)[0]})  # the embeddings, below every block
+    levels.update({name: len(names) + 1 for name in around_stack(model)[0]})  # the embeddings, below every block
     groups: dict[tuple, list] = {}
     for name, p in model.named_parameters():
         level = next((d for part, d in levels.items() if freeze.matches(name, part)), 0)  # 0: head, above

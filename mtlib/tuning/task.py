@@ -58,8 +58,8 @@ class SST2Task:
         self.label_names = data.label_names(sst2)
         self.ds = data.sample(sst2, seed=cfg.seed,
                               train=cfg.pick(smoke=128, local=800, full=8000),
-                              validation=cfg.pick(smoke=64, local=256, full=None),
-                              test=cfg.pick(smoke=128, local=872, full=None))
+                              validation=cfg.pick(smoke=32, local=256, full=None),
+                              test=cfg.pick(smoke=64, local=872, full=None))
         self.tokenizer = zoo.load_tokenizer("encoder", cfg)
         for split in ("validation", "test"):  # sorted by length: less padding, and no score depends on the order
             lengths = [len(ids) for ids in self.tokenizer(list(self.ds[split]["text"]))["input_ids"]]
@@ -86,12 +86,19 @@ class SST2Task:
         runtime.seed_everything(seed)
         return zoo.load_model("encoder", self.cfg, num_labels=len(self.label_names))
 
-    def run(self, name: str, prepare, lr: float, seed: int, keep_model: bool = False, **fit_args) -> Run:
+    def run(self, name: str, prepare, lr: float, seed: int, keep_model: bool = False, optimizer=None,
+            **fit_args) -> Run:
         """Load a fresh model, `prepare(model)` it (apply a technique, freeze layers; None: full fine-tuning),
-        train it on `seed`'s batches at `lr`, and score it on the validation and test splits."""
+        train it on `seed`'s batches at `lr`, and score it on the validation and test splits.
+
+        `optimizer(model)`, when given, builds the optimiser after `prepare` (e.g. over parameter groups with their
+        own rates, chapter 06); otherwise `fit` builds AdamW. `fit_args` go to `fit` as they are.
+        """
         model = self.model(seed)
         if prepare is not None:
             prepare(model)
+        if optimizer is not None:
+            fit_args["optimizer"] = optimizer(model)
         loaders = self.loaders(seed)
         with measure.usage(self.cfg.device) as used:
             history = fit(model, loaders["train"], loaders["validation"], epochs=self.epochs, lr=lr,
