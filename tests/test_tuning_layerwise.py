@@ -1,5 +1,6 @@
 """mtlib.tuning.layerwise (chapter 06) and the fixed task of Part II (tuning.task): which parameters the top k
 blocks are, rates that shrink with depth over every parameter, the seed's optimiser bug and its fix, clear errors."""
+import numpy as np
 import pytest
 import torch
 from transformers import (BertConfig, BertForSequenceClassification, GPT2Config, GPT2ForSequenceClassification,
@@ -147,3 +148,14 @@ def test_the_fixed_task_runs_a_technique_and_reports_every_column():
     assert list(table.columns) == ["lr", "seeds", "validation accuracy", "test accuracy", "± sd",
                                    "trainable parameters", "trainable %", "s / step", "peak memory (MiB)",
                                    "saved (MiB)"]
+
+
+def test_paired_difference_is_exact_for_a_constant_gap_and_refuses_other_test_sets():
+    a = np.array([[1, 1, 0, 1], [1, 1, 1, 1]], dtype=float)
+    b = np.array([1, 0, 0, 1], dtype=float)
+    out = task.paired_difference(a, b)
+    assert out["difference"] == pytest.approx(0.375) and out["low"] <= 0.375 <= out["high"]
+    same = task.paired_difference(b, b)
+    assert same == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    with pytest.raises(ValueError, match="different test sets"):
+        task.paired_difference(a, b[:3])

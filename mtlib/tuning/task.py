@@ -24,7 +24,7 @@ import torch
 
 from .. import data, measure, runtime, zoo
 from ..params import count_parameters
-from ..train import History, evaluate, fit
+from ..train import History, fit, predict
 from .common import save
 
 BATCH_SIZE = 32
@@ -41,6 +41,7 @@ class Run:
     history: History
     val_accuracy: float
     test_accuracy: float
+    test_correct: np.ndarray  # 1 where a test sentence was classified right: for paired comparisons per sentence
     trainable: int
     total: int
     seconds_per_step: float
@@ -106,8 +107,10 @@ class SST2Task:
         counted = count_parameters(model)
         with tempfile.TemporaryDirectory() as folder:
             saved = save(model, Path(folder) / "weights.safetensors")
+        test = predict(model, loaders["test"], self.cfg.device)
+        correct = (test["preds"] == test["labels"]).astype(float)
         return Run(name=name, lr=lr, seed=seed, history=history, val_accuracy=history.last["val_accuracy"],
-                   test_accuracy=evaluate(model, loaders["test"], self.cfg.device)["accuracy"],
+                   test_accuracy=float(correct.mean()), test_correct=correct,
                    trainable=counted["trainable"], total=counted["total"],
                    seconds_per_step=sum(e["seconds"] for e in history.epochs) / len(history.steps), peak_mib=used.peak_mib,
                    saved_bytes=saved, model=model if keep_model else None)
@@ -128,3 +131,22 @@ def compare(runs: list[Run]) -> pd.DataFrame:
             "peak memory (MiB)": np.mean([r.peak_mib for r in group]),
             "saved (MiB)": group[0].saved_bytes / 2**20}
     return pd.DataFrame(rows).T.astype({"seeds": int, "trainable parameters": int})
+
+
+def paired_difference(correct_a, correct_b, draws: int = 2000, seed: int = 0) -> dict:
+    """Accuracy of method a minus method b on the same test sentences, with a 95% bootstrap interval over them.
+
+    correct_a, correct_b: 1 where a sentence was classified right, one row per seed (`Run.test_correct`), or one
+    row. Each sentence's correctness is averaged over the seeds; the sentences are resampled together for both
+    methods, so the pairing removes the sentences' own difficulty from the noise. The spread over seeds is another
+    source of noise: report it beside this interval.
+    """
+    a, b = np.atleast_2d(correct_a).mean(axis=0), np.atleast_2d(correct_b).mean(axis=0)
+    if a.shape != b.shape:
+        raise ValueError(f"The two methods were scored on different test sets ({a.shape[0]} and {b.shape[0]} "
+                         "sentences): compare runs of the same task.")
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(draws, len(diff)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"difference": float(diff.mean()), "low": float(low), "high": float(high)}
