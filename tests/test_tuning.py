@@ -5,44 +5,11 @@ import copy
 import pytest
 import torch
 from peft import LoraConfig as PeftLoraConfig, get_peft_model
-from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2ForSequenceClassification
 
 from mtlib import params
 from mtlib.tuning import TECHNIQUES, bitfit, common, lora
+from tiny_models import batch, logits, one_thread, tiny_bert, tiny_gpt2  # noqa: F401 (one_thread: autouse)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tiny_bert(seed=0):
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    return BertForSequenceClassification(config).eval()
-
-
-def tiny_gpt2(seed=0):
-    torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2, n_positions=32, num_labels=2,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, pad_token_id=0)
-    return GPT2ForSequenceClassification(config).eval()
-
-
-def batch(seed=1, n=4, length=7):
-    g = torch.Generator().manual_seed(seed)
-    return {"input_ids": torch.randint(1, 100, (n, length), generator=g),
-            "attention_mask": torch.ones(n, length, dtype=torch.long),
-            "labels": torch.tensor([0, 1, 1, 0][:n])}
-
-
-def logits(model, inputs):
-    with torch.no_grad():
-        return model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
 
 
 @pytest.mark.parametrize("make, targets", [(tiny_bert, ("query", "value")), (tiny_gpt2, ("c_attn",))])

@@ -5,51 +5,13 @@ import copy
 
 import pytest
 import torch
-from transformers import (BertConfig, BertForSequenceClassification, DistilBertConfig,
-                          DistilBertForSequenceClassification, GPT2Config, GPT2ForSequenceClassification, LlamaConfig,
-                          LlamaForSequenceClassification, RobertaConfig, RobertaForSequenceClassification)
+from transformers import GPT2ForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
 
 from mtlib import freeze, params
 from mtlib.tuning import adapters, common, lora
+from tiny_models import (HIDDEN, LAYERS, batch, logits, one_thread, tiny_bert, tiny_distilbert,  # noqa: F401
+                         tiny_gpt2, tiny_llama)
 
-HIDDEN, LAYERS = 32, 2
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tiny_bert(seed=0):
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=100, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
-                        intermediate_size=64, num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    return BertForSequenceClassification(config).eval()
-
-
-def tiny_distilbert(seed=0):
-    torch.manual_seed(seed)
-    config = DistilBertConfig(vocab_size=100, dim=HIDDEN, n_layers=LAYERS, n_heads=2, hidden_dim=64, num_labels=2,
-                              dropout=0.0, attention_dropout=0.0, seq_classif_dropout=0.0, max_position_embeddings=32)
-    return DistilBertForSequenceClassification(config).eval()
-
-
-def tiny_gpt2(seed=0):
-    torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=100, n_embd=HIDDEN, n_layer=LAYERS, n_head=2, n_positions=32, num_labels=2,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, pad_token_id=0)
-    return GPT2ForSequenceClassification(config).eval()
-
-
-def tiny_llama(seed=0):
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=100, hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=LAYERS,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32, num_labels=2,
-                         pad_token_id=0)
-    return LlamaForSequenceClassification(config).eval()
 
 
 def tiny_roberta(seed=0):  # BERT's layer names, but a model type that adapters has no entry for
@@ -63,16 +25,8 @@ def tiny_roberta(seed=0):  # BERT's layer names, but a model type that adapters 
 ALL = [tiny_bert, tiny_distilbert, tiny_gpt2, tiny_llama]
 
 
-def batch(seed=1, n=4, length=7):
-    g = torch.Generator().manual_seed(seed)
-    return {"input_ids": torch.randint(1, 100, (n, length), generator=g),
-            "attention_mask": torch.ones(n, length, dtype=torch.long),
-            "labels": torch.tensor([0, 1, 1, 0][:n])}
 
 
-def logits(model, inputs):
-    with torch.no_grad():
-        return model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
 
 
 def step(model, inputs, lr=1e-2):

@@ -3,45 +3,23 @@ blocks are, rates that shrink with depth over every parameter, the seed's optimi
 import numpy as np
 import pytest
 import torch
-from transformers import (BertConfig, BertForSequenceClassification, GPT2Config, GPT2ForSequenceClassification,
-                          LlamaConfig, LlamaForSequenceClassification)
 
 import mtlib
 from mtlib.tuning import bitfit, common, layerwise, task
+import tiny_models
+from tiny_models import batch, one_thread  # noqa: F401 (one_thread: autouse)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tiny_bert(layers=3):
-    torch.manual_seed(0)
-    return BertForSequenceClassification(BertConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=64,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+def tiny_bert():
+    return tiny_models.tiny_bert(layers=3)
 
 
 def tiny_gpt2():
-    torch.manual_seed(0)
-    return GPT2ForSequenceClassification(GPT2Config(vocab_size=100, n_embd=32, n_layer=3, n_head=2, n_positions=32,
-                                                    pad_token_id=0, bos_token_id=1, eos_token_id=1))
+    return tiny_models.tiny_gpt2(layers=3)
 
 
 def tiny_llama():
-    torch.manual_seed(0)
-    return LlamaForSequenceClassification(LlamaConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=2,
-        intermediate_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=1))
-
-
-def batch():
-    g = torch.Generator().manual_seed(1)
-    return {"input_ids": torch.randint(2, 100, (4, 7), generator=g), "attention_mask": torch.ones(4, 7, dtype=torch.long),
-            "labels": torch.tensor([0, 1, 1, 0])}
+    return tiny_models.tiny_llama(layers=3)
 
 
 def trainable(model):
