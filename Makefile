@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MTLIB_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup book test rehearse lowest execute browser clean
+.PHONY: setup book test rehearse lowest execute bench browser clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,10 @@ lowest:
 ## Re-run every chapter under the local profile and store its outputs (English run, copied to the Chinese twin).
 execute: setup
 	MTLIB_PROFILE=$${MTLIB_PROFILE:-local} $(PY) scripts/execute.py $(NOTEBOOKS)
+
+## mtlib's LoRA and DoRA against peft's, training steps timed side by side (the goal: at most 1.1x peft's step).
+bench: setup
+	MTLIB_PROFILE=$${MTLIB_PROFILE:-local} $(PY) scripts/bench_lora.py
 
 ## Headless Chromium for the website test (Debian packages), installed when missing.
 browser:

@@ -123,6 +123,8 @@ def test_the_fixed_task_runs_a_technique_and_reports_every_column():
     assert 0 <= run.test_accuracy <= 1 and run.seconds_per_step > 0 and run.saved_bytes > 4 * run.trainable
     table = task.compare([run, fixed.run("BitFit", bitfit.apply, lr=3e-3, seed=1)])
     assert table.loc["BitFit", "seeds"] == 2 and table.loc["BitFit", "± sd"] >= 0
+    probe = fixed.probe()  # the frozen control: one 0/1 per test sentence, in the runs' order
+    assert probe.shape == run.test_correct.shape and set(np.unique(probe)) <= {0.0, 1.0}
     assert list(table.columns) == ["lr", "seeds", "validation accuracy", "test accuracy", "± sd",
                                    "trainable parameters", "trainable %", "s / step", "peak memory (MiB)",
                                    "saved (MiB)"]
@@ -137,3 +139,16 @@ def test_paired_difference_is_exact_for_a_constant_gap_and_refuses_other_test_se
     assert same == {"difference": 0.0, "low": 0.0, "high": 0.0}
     with pytest.raises(ValueError, match="different test sets"):
         task.paired_difference(a, b[:3])
+
+
+def test_mean_pooled_features_leave_the_padding_out():
+    body = tiny_models.tiny_bert().bert
+    short = {"input_ids": torch.tensor([[5, 6, 7]]), "attention_mask": torch.ones(1, 3, dtype=torch.long),
+             "labels": torch.tensor([1])}
+    padded = {"input_ids": torch.tensor([[5, 6, 7, 0, 0], [8, 9, 10, 11, 12]]),
+              "attention_mask": torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]), "labels": torch.tensor([1, 0])}
+    alone, labels_alone = task.mean_pooled_features(body, [short], "cpu")
+    together, labels = task.mean_pooled_features(body, [padded], "cpu")
+    assert together.shape == (2, tiny_models.HIDDEN) and labels.tolist() == [1, 0]
+    np.testing.assert_allclose(together[0], alone[0], atol=1e-5)  # the two padding positions change nothing
+    assert labels_alone.tolist() == [1]

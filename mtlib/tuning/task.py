@@ -87,6 +87,23 @@ class SST2Task:
         runtime.seed_everything(seed)
         return zoo.load_model("encoder", self.cfg, num_labels=len(self.label_names))
 
+    def probe(self) -> np.ndarray:
+        """The practitioner's cheapest control (chapter 07): a logistic regression on the frozen encoder's mean-pooled
+        token states, its C chosen on the validation split. Returns its per-sentence test correctness, as
+        `Run.test_correct`, for `paired_difference`.
+        """
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        body = self.model(seed=0).base_model  # the checkpoint's encoder; the head is not used
+        features = {split: mean_pooled_features(body, loader, self.cfg.device)
+                    for split, loader in self.loaders(seed=0).items()}
+        candidates = [make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(*features["train"])
+                      for c in (0.01, 0.1, 1.0)]
+        best = max(candidates, key=lambda candidate: candidate.score(*features["validation"]))
+        return (best.predict(features["test"][0]) == features["test"][1]).astype(float)
+
     def run(self, name: str, prepare, lr: float, seed: int, keep_model: bool = False, optimizer=None,
             **fit_args) -> Run:
         """Load a fresh model, `prepare(model)` it (apply a technique, freeze layers; None: full fine-tuning),
@@ -114,6 +131,20 @@ class SST2Task:
                    trainable=counted["trainable"], total=counted["total"],
                    seconds_per_step=sum(e["seconds"] for e in history.epochs) / len(history.steps), peak_mib=used.peak_mib,
                    saved_bytes=saved, model=model if keep_model else None)
+
+
+@torch.no_grad()
+def mean_pooled_features(body: torch.nn.Module, loader, device) -> tuple[np.ndarray, np.ndarray]:
+    """The mean of a frozen encoder's token states (padding left out) for every sentence of a loader, and the labels."""
+    body.eval()
+    vectors, labels = [], []
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        labels.append(batch.pop("labels").cpu())
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        states = body(**batch).last_hidden_state
+        vectors.append(((states * mask).sum(1) / mask.sum(1)).cpu())
+    return torch.cat(vectors).numpy(), torch.cat(labels).numpy()
 
 
 def compare(runs: list[Run]) -> pd.DataFrame:
