@@ -26,11 +26,15 @@ warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", categ
 
 
 def ours(dora):
-    return lambda model: lora.apply(model, lora.LoraConfig(r=8, alpha=16, target_modules=("query", "value"),
-                                                           use_dora=dora))
+    """A function that puts mtlib's LoRA (or DoRA) into a model and returns the model to train."""
+    def prepare(model):
+        lora.apply(model, lora.LoraConfig(r=8, alpha=16, target_modules=("query", "value"), use_dora=dora))
+        return model
+    return prepare
 
 
 def peft(dora):
+    """The same for peft's, with the head trained (`modules_to_save`) as mtlib's is."""
     config = PeftLoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["query", "value"],
                             modules_to_save=["classifier"], use_dora=dora)
     return lambda model: get_peft_model(model, config)
@@ -38,8 +42,7 @@ def peft(dora):
 
 def seconds_per_step(fixed, prepare, batch, steps):
     """Mean seconds of one training step (forward, backward, AdamW) over `steps` steps, after two warm-up steps."""
-    model = fixed.model(seed=0)
-    model = prepare(model) or model
+    model = prepare(fixed.model(seed=0))
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
 
