@@ -104,9 +104,9 @@ def test_bad_input_gives_clear_errors():
 
 
 def test_the_registry_lists_every_technique_in_chapter_order():
-    from mtlib.tuning import adapters, layerwise
+    from mtlib.tuning import adapters, layerwise, prefix, prompt
     assert list(TECHNIQUES.items()) == [("layerwise", layerwise), ("bitfit", bitfit), ("adapters", adapters),
-                                        ("lora", lora)]
+                                        ("lora", lora), ("prompt", prompt), ("prefix", prefix)]
     assert all(callable(module.apply) for module in TECHNIQUES.values())
 
 

@@ -1,0 +1,92 @@
+"""Prefix tuning and P-tuning v2 (mtlib.tuning.prefix, chapter 11): the same logits as peft's PrefixTuningConfig from
+the same weights, before and after a step, with and without the reparameterisation, on an encoder and on decoders
+(GPT-2, and Llama with grouped-query attention); what trains and what is saved; clear errors."""
+import copy
+
+import pytest
+import torch
+from peft import PrefixTuningConfig, get_peft_model
+
+from mtlib.tuning import common, prefix
+from mtlib.tuning.common import TuningError
+import tiny_models
+from tiny_models import HIDDEN, LAYERS, batch, logits, one_thread  # noqa: F401 (one_thread: autouse)
+
+# peft calls a transformers property that transformers 5 renamed; the warning is theirs
+pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
+
+MODELS = [tiny_models.tiny_bert, tiny_models.tiny_gpt2, tiny_models.tiny_llama]
+
+
+def padded_batch():
+    """A batch whose second row is padded on the right."""
+    inputs = batch()
+    inputs["attention_mask"][1, -3:] = 0
+    inputs["input_ids"][1, -3:] = 0
+    return inputs
+
+
+def ours_and_peft(make, n=4, projection=False):
+    """Our prefix tuning and peft's on two copies of one model, with peft's initial prefix weights copied into ours."""
+    model = make()
+    theirs = get_peft_model(copy.deepcopy(model), PrefixTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=n,
+                                                                     prefix_projection=projection))
+    prefix.apply(model, prefix.PrefixConfig(num_virtual_tokens=n, projection=projection))
+    ours, peft_encoder = model.base_model.prefix_encoder, theirs.prompt_encoder["default"]
+    ours.load_state_dict({k: v for k, v in peft_encoder.state_dict().items()})
+    return model, theirs
+
+
+def adamw_step(model, inputs):
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model(**inputs).loss.backward()
+    optimizer.step()
+
+
+@pytest.mark.parametrize("projection", [False, True], ids=["direct", "mlp"])
+@pytest.mark.parametrize("make", MODELS, ids=["bert", "gpt2", "llama"])
+def test_prefix_tuning_equals_peft_before_and_after_a_step(make, projection):
+    model, theirs = ours_and_peft(make, projection=projection)
+    inputs = padded_batch()
+    torch.testing.assert_close(logits(model, inputs), logits(theirs, inputs), atol=1e-5, rtol=0)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == \
+        sum(p.numel() for p in theirs.parameters() if p.requires_grad)
+    adamw_step(model.train(), inputs)
+    adamw_step(theirs.train(), inputs)
+    torch.testing.assert_close(logits(model.eval(), inputs), logits(theirs.eval(), inputs), atol=1e-5, rtol=0)
+
+
+def test_the_prefix_has_one_key_and_value_per_layer_and_only_it_and_the_head_train(tmp_path):
+    model = tiny_models.tiny_bert()
+    report = prefix.apply(model, prefix.PrefixConfig(num_virtual_tokens=3))
+    assert report["added parameters"] == 3 * LAYERS * 2 * HIDDEN
+    cache = model.base_model.prefix_encoder.cache(batch_size=2, dtype=torch.float32)
+    assert len(cache.layers) == LAYERS and cache.get_seq_length() == 3
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == \
+        {"bert.prefix_encoder.embedding.weight", "classifier.weight", "classifier.bias"}
+    adamw_step(model.train(), batch())
+    common.save(model.eval(), tmp_path / "prefix.safetensors")
+    fresh = tiny_models.tiny_bert()  # the same frozen weights, as a reloaded checkpoint has
+    prefix.apply(fresh, prefix.PrefixConfig(num_virtual_tokens=3))
+    common.load(fresh, tmp_path / "prefix.safetensors")
+    torch.testing.assert_close(logits(fresh, batch()), logits(model, batch()), atol=0, rtol=0)
+
+
+def test_grouped_query_attention_gets_prefixes_of_its_key_value_heads():
+    model = tiny_models.tiny_llama()  # 4 attention heads sharing 2 key/value heads
+    prefix.apply(model, prefix.PrefixConfig(num_virtual_tokens=3))
+    keys = model.base_model.prefix_encoder.cache(batch_size=1, dtype=torch.float32).layers[0].keys
+    assert keys.shape == (1, 2, 3, HIDDEN // 4)
+
+
+def test_bad_input_gives_clear_errors():
+    with pytest.raises(TuningError, match="at least 1 virtual token"):
+        prefix.apply(tiny_models.tiny_bert(), prefix.PrefixConfig(num_virtual_tokens=0))
+    with pytest.raises(TuningError, match="whole context of 32"):
+        prefix.apply(tiny_models.tiny_gpt2(), prefix.PrefixConfig(num_virtual_tokens=32))
+    with pytest.raises(TuningError, match="takes no past_key_values"):
+        prefix.apply(tiny_models.tiny_distilbert(), prefix.PrefixConfig(num_virtual_tokens=2))
+    model = tiny_models.tiny_bert()
+    prefix.apply(model, prefix.PrefixConfig(num_virtual_tokens=2))
+    with pytest.raises(TuningError, match="already applied"):
+        prefix.apply(model, prefix.PrefixConfig(num_virtual_tokens=2))
