@@ -21,11 +21,10 @@ $(STAMP): requirements.txt pyproject.toml
 book: setup
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 
-## The whole suite: mtlib unit tests, structure tests (both languages), every English notebook under nbval (smoke
-## profile; a Chinese twin has the same code, which a structure test checks, so running it again would test nothing
-## new), the website, then the rehearsal of the Colab path.
+## The whole suite: mtlib unit tests, structure tests, every notebook under nbval (smoke profile), the website,
+## then the rehearsal of the Colab path.
 test: setup browser
-	MTLIB_PROFILE=$${MTLIB_PROFILE:-smoke} $(PY) -m pytest tests book/en --nbval-lax --nbval-current-env \
+	MTLIB_PROFILE=$${MTLIB_PROFILE:-smoke} $(PY) -m pytest tests book --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=600 --durations=0 -p no:randomly
 	$(MAKE) rehearse
 
