@@ -92,6 +92,16 @@ def test_the_three_initialisations():
     assert 0.7 < random.bert.soft_prompt.weight.std().item() < 1.3  # standard normal, as peft's RANDOM
 
 
+def test_a_right_padded_batch_on_a_decoder_is_refused():
+    model = tiny_models.tiny_llama()
+    prompt.apply(model, prompt.PromptConfig(num_virtual_tokens=2))
+    right = batch()
+    right["attention_mask"][1, -2:] = 0
+    with pytest.raises(TuningError, match="padding_side = 'left'"):
+        logits(model, right)
+    logits(model, padded_batch())  # padded on the left: accepted
+
+
 def test_bad_input_gives_clear_errors():
     with pytest.raises(TuningError, match="at least 1 virtual token"):
         prompt.apply(tiny_models.tiny_bert(), prompt.PromptConfig(num_virtual_tokens=0))

@@ -8,7 +8,7 @@ peft's RANDOM), as random rows of the vocabulary ("vocab", SAMPLE_VOCAB), or as 
 repeated or cut to length ("text", TEXT).
 
 A decoder classifier given embeddings instead of token ids cannot find the padding, so it reads its prediction at the
-last position: pad its inputs on the left (chapter 10).
+last position: pad its inputs on the left (chapter 10); the hook refuses a right-padded batch for such a model.
 """
 from __future__ import annotations
 
@@ -57,6 +57,12 @@ def prepend_prompt(model: nn.Module, args: tuple, kwargs: dict):
     """The forward pre-hook: input ids become embeddings with the soft prompt in front; mask and token types grow."""
     if args:  # model(input_ids, ...) called positionally
         kwargs = {"input_ids": args[0], **kwargs}
+    mask = kwargs.get("attention_mask")
+    if mask is not None and hasattr(model, "score") and bool((mask[:, -1] == 0).any()):
+        # decoder classifiers (`score` head) given embeddings read the last position, here a pad token
+        raise TuningError("A decoder classifier with a soft prompt reads its prediction at the last position (given "
+                          "embeddings, it cannot find the padding), and this batch is padded on the right: set "
+                          "tokenizer.padding_side = 'left'.")
     input_ids, embeds = kwargs.pop("input_ids", None), kwargs.pop("inputs_embeds", None)
     if embeds is None:
         embeds = model.get_input_embeddings()(input_ids)
