@@ -9,8 +9,8 @@ from transformers import GPT2ForSequenceClassification, RobertaConfig, RobertaFo
 
 from mtlib import freeze, params
 from mtlib.tuning import adapters, common, lora
-from tiny_models import (HIDDEN, LAYERS, batch, logits, one_thread, tiny_bert, tiny_distilbert,  # noqa: F401
-                         tiny_gpt2, tiny_llama)
+from tiny_models import (HIDDEN, LAYERS, adamw_step, batch, logits, one_thread,  # noqa: F401
+                         tiny_bert, tiny_distilbert, tiny_gpt2, tiny_llama)
 
 
 
@@ -27,15 +27,6 @@ ALL = [tiny_bert, tiny_distilbert, tiny_gpt2, tiny_llama]
 
 
 
-
-
-def step(model, inputs, lr=1e-2):
-    """One AdamW step on `inputs`, with the model in training mode (every dropout is 0)."""
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    model.train()
-    model(**inputs).loss.backward()
-    optimizer.step()
-    model.eval()
 
 
 # ------------------------------------------------------------------------------------------------ DoRA
@@ -87,7 +78,7 @@ def test_dora_equals_peft_before_and_after_a_step(make, targets, head):
     assert params.count_parameters(ours)["trainable"] == theirs.get_nb_trainable_parameters()[0]
     before = logits(ours, inputs)
     for model in (ours, theirs):
-        step(model, inputs)
+        adamw_step(model, inputs)
     after = logits(ours, inputs)
     assert not torch.allclose(after, before, atol=1e-4)  # the step changed something
     assert (after - logits(theirs, inputs)).abs().max() <= 1e-5
@@ -138,7 +129,7 @@ def test_adapters_and_the_head_train_alone(make, placement, per_block):
     assert head and all(n.startswith(("classifier.", "pre_classifier.", "score.")) for n in head)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     old = logits(model, batch())
-    step(model, batch())
+    adamw_step(model, batch())
     assert not torch.allclose(logits(model, batch()), old, atol=1e-5)
     moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert moved <= added | head and any(n.endswith("adapter.up.weight") for n in moved)

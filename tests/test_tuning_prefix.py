@@ -10,7 +10,7 @@ from peft import PrefixTuningConfig, get_peft_model
 from mtlib.tuning import common, prefix
 from mtlib.tuning.common import TuningError
 import tiny_models
-from tiny_models import HIDDEN, LAYERS, batch, logits, one_thread  # noqa: F401 (one_thread: autouse)
+from tiny_models import HIDDEN, LAYERS, adamw_step, batch, logits, one_thread  # noqa: F401 (one_thread: autouse)
 
 # peft calls a transformers property that transformers 5 renamed; the warning is theirs
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
@@ -37,12 +37,6 @@ def ours_and_peft(make, n=4, projection=False):
     return model, theirs
 
 
-def adamw_step(model, inputs):
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model(**inputs).loss.backward()
-    optimizer.step()
-
-
 @pytest.mark.parametrize("projection", [False, True], ids=["direct", "mlp"])
 @pytest.mark.parametrize("make", MODELS, ids=["bert", "gpt2", "llama"])
 def test_prefix_tuning_equals_peft_before_and_after_a_step(make, projection):
@@ -51,9 +45,9 @@ def test_prefix_tuning_equals_peft_before_and_after_a_step(make, projection):
     torch.testing.assert_close(logits(model, inputs), logits(theirs, inputs), atol=1e-5, rtol=0)
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == \
         sum(p.numel() for p in theirs.parameters() if p.requires_grad)
-    adamw_step(model.train(), inputs)
-    adamw_step(theirs.train(), inputs)
-    torch.testing.assert_close(logits(model.eval(), inputs), logits(theirs.eval(), inputs), atol=1e-5, rtol=0)
+    adamw_step(model, inputs)
+    adamw_step(theirs, inputs)
+    torch.testing.assert_close(logits(model, inputs), logits(theirs, inputs), atol=1e-5, rtol=0)
 
 
 def test_the_prefix_has_one_key_and_value_per_layer_and_only_it_and_the_head_train(tmp_path):
@@ -64,8 +58,8 @@ def test_the_prefix_has_one_key_and_value_per_layer_and_only_it_and_the_head_tra
     assert len(cache.layers) == LAYERS and cache.get_seq_length() == 3
     assert {n for n, p in model.named_parameters() if p.requires_grad} == \
         {"bert.prefix_encoder.embedding.weight", "classifier.weight", "classifier.bias"}
-    adamw_step(model.train(), batch())
-    common.save(model.eval(), tmp_path / "prefix.safetensors")
+    adamw_step(model, batch())
+    common.save(model, tmp_path / "prefix.safetensors")
     fresh = tiny_models.tiny_bert()  # the same frozen weights, as a reloaded checkpoint has
     prefix.apply(fresh, prefix.PrefixConfig(num_virtual_tokens=3))
     common.load(fresh, tmp_path / "prefix.safetensors")

@@ -9,7 +9,7 @@ from peft import PromptTuningConfig, get_peft_model
 from mtlib.tuning import common, prompt
 from mtlib.tuning.common import TuningError
 import tiny_models
-from tiny_models import HIDDEN, batch, logits, one_thread  # noqa: F401 (one_thread: autouse)
+from tiny_models import HIDDEN, adamw_step, batch, logits, one_thread  # noqa: F401 (one_thread: autouse)
 
 # peft calls a transformers property that transformers 5 renamed; the warning is theirs
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
@@ -32,12 +32,6 @@ def ours_and_peft(make, n=5):
     return model, theirs
 
 
-def adamw_step(model, inputs):
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model(**inputs).loss.backward()
-    optimizer.step()
-
-
 @pytest.mark.parametrize("make", [tiny_models.tiny_bert, tiny_models.tiny_llama], ids=["bert", "llama"])
 def test_prompt_tuning_equals_peft_before_and_after_a_step(make):
     model, theirs = ours_and_peft(make)
@@ -45,9 +39,9 @@ def test_prompt_tuning_equals_peft_before_and_after_a_step(make):
     torch.testing.assert_close(logits(model, inputs), logits(theirs, inputs), atol=1e-5, rtol=0)
     ours_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert ours_trainable == sum(p.numel() for p in theirs.parameters() if p.requires_grad)
-    adamw_step(model.train(), inputs)
-    adamw_step(theirs.train(), inputs)
-    torch.testing.assert_close(logits(model.eval(), inputs), logits(theirs.eval(), inputs), atol=1e-5, rtol=0)
+    adamw_step(model, inputs)
+    adamw_step(theirs, inputs)
+    torch.testing.assert_close(logits(model, inputs), logits(theirs, inputs), atol=1e-5, rtol=0)
 
 
 def test_the_prompt_changes_the_output_and_masking_keeps_padding_out():
@@ -69,8 +63,8 @@ def test_only_the_prompt_and_the_head_train_and_save_and_load_restore_them(tmp_p
     assert report["added parameters"] == 4 * HIDDEN
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"bert.soft_prompt.weight", "classifier.weight", "classifier.bias"}
-    adamw_step(model.train(), batch())
-    size = common.save(model.eval(), tmp_path / "prompt.safetensors")
+    adamw_step(model, batch())
+    size = common.save(model, tmp_path / "prompt.safetensors")
     fresh = tiny_models.tiny_bert()  # the same frozen weights, as a reloaded checkpoint has
     prompt.apply(fresh, prompt.PromptConfig(num_virtual_tokens=4))
     common.load(fresh, tmp_path / "prompt.safetensors")

@@ -1,5 +1,5 @@
 """Tiny randomly initialised classifiers for the mtlib.tuning tests (BERT, DistilBERT, GPT-2, Llama), a batch for
-them, and a fixture that runs each test on one thread. Importing `one_thread` into a test module applies it there."""
+them, one AdamW step, and a fixture that runs each test on one thread. Importing `one_thread` into a test module applies it there."""
 import pytest
 import torch
 from transformers import (BertConfig, BertForSequenceClassification, DistilBertConfig,
@@ -57,3 +57,12 @@ def batch(seed=1, n=4, length=7):
 def logits(model, inputs):
     with torch.no_grad():
         return model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+
+
+def adamw_step(model, inputs, lr=1e-2):
+    """One AdamW step on `inputs`, with the model in training mode (every dropout is 0); it is left in eval mode."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    model.train()
+    model(**inputs).loss.backward()
+    optimizer.step()
+    model.eval()
