@@ -61,8 +61,16 @@ def replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def train_only(model: nn.Module, *patterns: str) -> list[str]:
-    """Freeze everything, then make the given parameters and the task head trainable (`mtlib.freeze`)."""
-    return freeze.train_only(model, *patterns, *freeze.head(model))
+    """Freeze everything, then make the given parameters and the task head trainable (`mtlib.freeze`).
+
+    A language model's own output layer (`lm_head`, often the input embeddings themselves) is pretrained, not a task
+    head: it stays frozen, as when a soft prompt is trained through label words (chapter 10).
+    """
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    modules = dict(model.named_modules())
+    heads = [name for name in freeze.head(model)  # a name may also be a parameter held outside the backbone
+             if output is None or name not in modules or all(m is not output for m in modules[name].modules())]
+    return freeze.train_only(model, *patterns, *heads)
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
