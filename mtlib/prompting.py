@@ -37,8 +37,9 @@ class LabelWordClassifier(nn.Module):
     """A causal language model whose class logits are its next-token logits of the label words at the last position.
 
     Inputs must be padded on the left, so that the last position is every prompt's last token; positions are counted
-    from each prompt's first real token. `demonstrations` (token ids) are read once and kept as keys and values in
-    front of every prompt.
+    from each prompt's first real token (a soft prompt's hook replaces them, as peft's does, by positions that run over
+    prompt, padding and text together). `demonstrations` (token ids) are read once and kept as keys and values in front
+    of every prompt.
     """
 
     def __init__(self, lm: nn.Module, word_ids: list[int], demonstrations: list[int] | None = None):
