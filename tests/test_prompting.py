@@ -7,7 +7,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 
 from mtlib import prompting
 from mtlib.prompting import LabelWordClassifier, PromptingError
-from mtlib.tuning import prompt
+from mtlib.tuning import prefix, prompt
 from tiny_models import HIDDEN, one_thread  # noqa: F401 (one_thread: autouse)
 
 WORDS = [11, 12]
@@ -124,3 +124,19 @@ def test_a_soft_prompt_through_the_label_words_trains_alone_and_reproduces_its_t
     torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2).step()
     torch.testing.assert_close(lm.get_input_embeddings().weight, before, atol=0, rtol=0)
     assert not torch.equal(lm.model.soft_prompt.weight.detach(), before[instruction])
+
+
+@pytest.mark.parametrize("make", [tiny_llama_lm, tiny_gpt2_lm], ids=["llama", "gpt2"])
+def test_a_prefix_read_through_the_label_words_puts_the_text_after_it(make):
+    """Prefix tuning (chapter 11) through LabelWordClassifier: the positions it passes, counted from each prompt's first
+    real token, are shifted past the prefix, so each prompt scores as it does alone, positions taken from the cache."""
+    lm = make()
+    prefix.apply(lm, prefix.PrefixConfig(num_virtual_tokens=3))
+    with torch.no_grad():
+        lm.base_model.prefix_encoder.embedding.weight.normal_()  # a prefix that matters
+    rows = [[5, 6, 7, 8], [9, 10]]
+    ids, mask = left_padded(rows)
+    with torch.no_grad():
+        got = LabelWordClassifier(lm, WORDS)(input_ids=ids, attention_mask=mask).logits
+    for row, r in zip(got, rows):
+        torch.testing.assert_close(row, next_token_logits(lm, r), atol=1e-5, rtol=0)

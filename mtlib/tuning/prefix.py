@@ -9,7 +9,9 @@ With `projection=True` the prefix is produced by Li & Liang's reparameterisation
 two-layer MLP, which they found trains more stably; after training only its output is needed.
 
 A model that takes `past_key_values` counts its positions from the cache's length, so the text's positions start
-after the prefix (BERT's absolute positions too): peft does the same, and a test checks the two agree.
+after the prefix (BERT's absolute positions too): peft does the same, and a test checks the two agree. Positions passed
+in for the text alone (`mtlib.prompting.LabelWordClassifier` counts them from each prompt's first real token) are
+shifted by the prefix's length to match.
 """
 from __future__ import annotations
 
@@ -80,11 +82,13 @@ def prepend_prefix(model: nn.Module, args: tuple, kwargs: dict):
     batch_size = reference.shape[0]
     encoder = model.base_model.prefix_encoder
     kwargs["past_key_values"] = encoder.cache(batch_size, model.dtype)
+    n = encoder.embedding.num_embeddings
     mask = kwargs.get("attention_mask")
     if mask is not None:
-        n = encoder.embedding.num_embeddings
         kwargs["attention_mask"] = torch.cat([torch.ones(batch_size, n, dtype=mask.dtype, device=mask.device), mask],
                                              dim=1)
+    if kwargs.get("position_ids") is not None:  # positions given for the text alone: they start after the prefix
+        kwargs["position_ids"] = kwargs["position_ids"] + n
     return (), kwargs
 
 
