@@ -140,3 +140,27 @@ def test_a_prefix_read_through_the_label_words_puts_the_text_after_it(make):
         got = LabelWordClassifier(lm, WORDS)(input_ids=ids, attention_mask=mask).logits
     for row, r in zip(got, rows):
         torch.testing.assert_close(row, next_token_logits(lm, r), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("make", [tiny_llama_lm, tiny_gpt2_lm], ids=["llama", "gpt2"])
+def test_a_prefix_from_text_is_that_text_read_in_front(make):
+    """Li & Liang's start (chapter 11): a prefix initialised with a text's keys and values gives, through the label
+    words and left padding, the logits of reading the text in front of each prompt; it then trains alone."""
+    lm = make()
+    instruction, rows = [40, 41, 42, 43], [[5, 6, 7, 8], [9, 10]]
+    expected = [next_token_logits(lm, instruction + r) for r in rows]
+    alone = [next_token_logits(lm, r) for r in rows]
+    prefix.apply(lm, prefix.PrefixConfig(num_virtual_tokens=len(instruction), init_token_ids=tuple(instruction)))
+    assert {n for n, p in lm.named_parameters() if p.requires_grad} == {f"{lm.base_model_prefix}.prefix_encoder."
+                                                                         "embedding.weight"}
+    ids, mask = left_padded(rows)
+    model = LabelWordClassifier(lm, WORDS)
+    with torch.no_grad():
+        got = model(input_ids=ids, attention_mask=mask).logits
+    for row, reference, without in zip(got, expected, alone):
+        torch.testing.assert_close(row, reference, atol=1e-5, rtol=0)
+        assert (row - without).abs().max() > 1e-3  # the instruction changes the answer, so the check can fail
+    before = lm.base_model.prefix_encoder.embedding.weight.detach().clone()
+    model(input_ids=ids, attention_mask=mask, labels=torch.tensor([1, 0])).loss.backward()
+    torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2).step()
+    assert not torch.equal(lm.base_model.prefix_encoder.embedding.weight.detach(), before)

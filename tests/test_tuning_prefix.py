@@ -84,3 +84,41 @@ def test_bad_input_gives_clear_errors():
     prefix.apply(model, prefix.PrefixConfig(num_virtual_tokens=2))
     with pytest.raises(TuningError, match="already applied"):
         prefix.apply(model, prefix.PrefixConfig(num_virtual_tokens=2))
+
+
+def test_a_prefix_from_text_needs_a_causal_model_and_one_token_per_virtual_token():
+    with pytest.raises(TuningError, match="needs a causal language model"):
+        prefix.apply(tiny_models.tiny_bert(), prefix.PrefixConfig(num_virtual_tokens=2, init_token_ids=(5, 6)))
+    with pytest.raises(TuningError, match="one virtual token per token"):
+        prefix.apply(tiny_models.tiny_gpt2(), prefix.PrefixConfig(num_virtual_tokens=3, init_token_ids=(5, 6)))
+    with pytest.raises(TuningError, match="one virtual token per token"):
+        prefix.apply(tiny_models.tiny_gpt2(), prefix.PrefixConfig(num_virtual_tokens=2, projection=True,
+                                                                 init_token_ids=(5, 6)))
+
+
+def test_the_decoder_setting_trains_a_prefix_through_the_label_words_and_reports_every_column():
+    """`task.LabelWordTask` (chapters 10 and 11) on a tiny random Llama with the decoder's real tokenizer."""
+    import mtlib
+    from mtlib import zoo
+    from mtlib.tuning import task
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = mtlib.setup(profile="smoke", verbose=False)
+    tokenizer = zoo.load_tokenizer("decoder", cfg)
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=64,
+                                      num_hidden_layers=LAYERS, num_attention_heads=4, num_key_value_heads=2,
+                                      tie_word_embeddings=True)).eval()
+    tokenizer.padding_side = "right"
+    with pytest.raises(ValueError, match="padding_side = 'left'"):
+        task.LabelWordTask(cfg, lm, tokenizer)
+    tokenizer.padding_side = "left"
+    setting = task.LabelWordTask(cfg, lm, tokenizer)
+    assert [len(setting.ds[s]) for s in ("train", "validation", "test")] == [8, 8, 16]
+    assert setting.ds["test"][0]["text"].startswith("Review: ") and setting.ds["test"][0]["text"].endswith("Sentiment:")
+    before = lm.model.embed_tokens.weight.detach().clone()
+    run = setting.run("prefix", lambda m: prefix.apply(m, prefix.PrefixConfig(num_virtual_tokens=2)), lr=1e-2)
+    assert run.trainable == 2 * LAYERS * 2 * HIDDEN // 2  # keys and values of the 2 key/value heads (of 4)
+    assert len(run.history.steps) == setting.steps == 1 and 0 <= run.val_accuracy <= 1
+    assert run.test_correct.shape == (16,) and run.saved_bytes > 4 * run.trainable
+    assert torch.equal(lm.model.embed_tokens.weight, before) and not hasattr(lm.model, "prefix_encoder")  # a copy trained

@@ -6,7 +6,9 @@ its keys and values kept. They reach the model through its public cache API: a f
 `DynamicCache` that already holds the prefix, passes it as `past_key_values`, and extends the attention mask to cover
 it, as peft's `PrefixTuningConfig` does. On an encoder used for classification this is P-tuning v2 (Liu et al.).
 With `projection=True` the prefix is produced by Li & Liang's reparameterisation: a small embedding through a
-two-layer MLP, which they found trains more stably; after training only its output is needed.
+two-layer MLP, which they found trains more stably; after training only its output is needed. On a causal LM the
+prefix can also start as the keys and values of a real text (`init_token_ids`), which is then exactly that text read
+in front of every input.
 
 A model that takes `past_key_values` counts its positions from the cache's length, so the text's positions start
 after the prefix (BERT's absolute positions too): peft does the same, and a test checks the two agree. Positions passed
@@ -31,6 +33,7 @@ class PrefixConfig:
     num_virtual_tokens: int = 20  # learned keys and values in front of every layer's attention
     projection: bool = False  # Li & Liang's reparameterisation: an MLP produces the prefix
     projection_hidden: int | None = None  # the MLP's inner size (None: the model's hidden size, as peft)
+    init_token_ids: tuple[int, ...] = ()  # a causal LM's prefix can start as the keys and values of a text's tokens
 
 
 class PrefixEncoder(nn.Module):
@@ -74,6 +77,20 @@ def attention_shape(model: nn.Module) -> tuple[int, int, int]:
     return layers, kv_heads, head_dim
 
 
+def keys_and_values_of(model: nn.Module, token_ids) -> torch.Tensor:
+    """The keys and values a causal LM computes for `token_ids`, as a prefix matrix (one row per token): a prefix that
+    starts so is that text, read once (Li & Liang's initialisation from the activations of real words)."""
+    ids = torch.tensor([list(token_ids)], device=model.get_input_embeddings().weight.device)
+    with torch.no_grad():
+        cache = model.base_model(input_ids=ids, use_cache=True).past_key_values
+    if cache is None:  # an encoder returns no cache
+        raise TuningError(f"A prefix from text needs a causal language model, whose keys and values for a text do "
+                          f"not depend on what follows it; {type(model).__name__} is not one: leave init_token_ids "
+                          "empty.")
+    kv = torch.stack([t[0] for layer in cache.layers for t in (layer.keys, layer.values)])  # (2L, heads, n, dim)
+    return kv.permute(2, 0, 1, 3).reshape(ids.shape[1], -1).float()
+
+
 def prepend_prefix(model: nn.Module, args: tuple, kwargs: dict):
     """The forward pre-hook: the prefix cache as `past_key_values`, and an attention mask that covers it."""
     if args:  # model(input_ids, ...) called positionally
@@ -104,11 +121,18 @@ def apply(model: nn.Module, config: PrefixConfig = PrefixConfig()) -> dict:
     if "past_key_values" not in inspect.signature(model.base_model.forward).parameters:
         raise TuningError(f"{type(model).__name__} takes no past_key_values, so a prefix cannot reach its attention "
                           "layers: use prompt tuning (chapter 10) or LoRA instead.")
+    if config.init_token_ids and (config.projection or len(config.init_token_ids) != n):
+        raise TuningError(f"A prefix from text has one virtual token per token and no MLP: got "
+                          f"{len(config.init_token_ids)} token ids for num_virtual_tokens={n} with "
+                          f"projection={config.projection}; set num_virtual_tokens=len(init_token_ids), projection=False.")
     layers, kv_heads, head_dim = attention_shape(model)
     check_fresh(model, "prefix")
     hidden = config.projection_hidden or kv_heads * head_dim
     device = model.get_input_embeddings().weight.device
     encoder = PrefixEncoder(n, layers, kv_heads, head_dim, config.projection, hidden).to(device)
+    if config.init_token_ids:  # computed before the prefix is attached, from the model as it is
+        with torch.no_grad():
+            encoder.embedding.weight.copy_(keys_and_values_of(model, config.init_token_ids))
     model.base_model.prefix_encoder = encoder
     train_only(model, f"{model.base_model_prefix}.prefix_encoder")
     model.register_forward_pre_hook(prepend_prefix, with_kwargs=True)

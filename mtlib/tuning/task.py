@@ -1,4 +1,5 @@
-"""The fixed task of Part II (chapters 06-11 and 17): the encoder on SST-2 with chapter 02's recipe.
+"""The fixed task of Part II (chapters 06-11 and 17): the encoder on SST-2 with chapter 02's recipe; and the decoder's
+setting of chapters 10 and 11 (`LabelWordTask`), where prompt and prefix tuning train through label words.
 
 Every technique chapter trains on the same sample, with the same seeds, batches and step budget, and reports the
 same columns, so that their tables line up:
@@ -14,6 +15,7 @@ sentences and three epochs, about 650 steps a run.
 """
 from __future__ import annotations
 
+import copy
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,16 +123,82 @@ class SST2Task:
         with measure.usage(self.cfg.device) as used:
             history = fit(model, loaders["train"], loaders["validation"], epochs=self.epochs, lr=lr,
                           verbose=False, **fit_args)
-        counted = count_parameters(model)
-        with tempfile.TemporaryDirectory() as folder:
-            saved = save(model, Path(folder) / "weights.safetensors")
-        test = predict(model, loaders["test"], self.cfg.device)
-        correct = (test["preds"] == test["labels"]).astype(float)
-        return Run(name=name, lr=lr, seed=seed, history=history, val_accuracy=history.last["val_accuracy"],
-                   test_accuracy=float(correct.mean()), test_correct=correct,
-                   trainable=counted["trainable"], total=counted["total"],
-                   seconds_per_step=sum(e["seconds"] for e in history.epochs) / len(history.steps), peak_mib=used.peak_mib,
-                   saved_bytes=saved, model=model if keep_model else None)
+        return scored(name, model, history, used, loaders["test"], lr, seed, self.cfg.device, keep_model)
+
+
+class LabelWordTask:
+    """The decoder's setting of chapters 10 and 11: SST-2 sentences in a template, classified by the frozen causal
+    LM's next-token logits of two label words (`mtlib.prompting.LabelWordClassifier`), one epoch in batches of 8.
+
+        setting = tuning.task.LabelWordTask(cfg, lm, tokenizer)
+        run = setting.run("prefix, 14 tokens", lambda lm: prefix.apply(lm, prefix.PrefixConfig(14)), lr=3e-3)
+
+    `run` trains what `prepare` adds to a copy of the language model (its weights stay frozen) and scores it like
+    `SST2Task.run`, on fewer sentences: a decoder step costs several encoder steps on a CPU.
+    """
+
+    BATCH_SIZE = 8
+
+    def __init__(self, cfg: runtime.Config, lm: torch.nn.Module, tokenizer,
+                 template: str = "Review: {text}\nSentiment:", words=(" negative", " positive")):
+        from ..prompting import label_word_ids
+
+        self.cfg, self.lm, self.tokenizer, self.template = cfg, lm, tokenizer, template
+        self.word_ids = label_word_ids(tokenizer, words)
+        if tokenizer.padding_side != "left":
+            raise ValueError("LabelWordTask reads every prompt's last position: set tokenizer.padding_side = 'left' "
+                             "first.")
+        sst2 = data.load_dataset("sst2", seed=cfg.seed)
+        ds = data.sample(sst2, seed=cfg.seed, train=cfg.pick(smoke=8, local=240, full=800),
+                         validation=cfg.pick(smoke=8, local=128, full=None),
+                         test=cfg.pick(smoke=16, local=200, full=872))
+        for split in ("validation", "test"):  # sorted by length: less padding (left padding shifts positions)
+            lengths = [len(ids) for ids in tokenizer(list(ds[split]["text"]))["input_ids"]]
+            ds[split] = ds[split].select(np.argsort(lengths, kind="stable"))
+        self.ds = ds.map(lambda row: {"text": template.format(text=row["text"])})
+
+    def loaders(self, seed: int) -> dict:
+        """The loaders of `seed`: its order of training batches (grouped by length), and the scored splits."""
+        return data.make_loaders(self.ds, self.tokenizer, batch_size=self.BATCH_SIZE, max_length=512, seed=seed,
+                                 group_by_length=True)
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps per run (one epoch)."""
+        return -(-len(self.ds["train"]) // self.BATCH_SIZE)
+
+    def classifier(self, lm: torch.nn.Module) -> torch.nn.Module:
+        """`lm` as a classifier by the label words."""
+        from ..prompting import LabelWordClassifier
+
+        return LabelWordClassifier(lm, self.word_ids)
+
+    def run(self, name: str, prepare, lr: float, seed: int = 0, keep_model: bool = False) -> Run:
+        """Copy the language model, `prepare(copy)` it (apply a technique), train one epoch at `lr` through the label
+        words, and score it on the validation and test splits."""
+        runtime.seed_everything(seed)  # a technique's random start, and the order of the batches
+        lm = copy.deepcopy(self.lm)  # the pretrained model, untouched by the runs before
+        prepare(lm)
+        model = self.classifier(lm)
+        loaders = self.loaders(seed)
+        with measure.usage(self.cfg.device) as used:
+            history = fit(model, loaders["train"], loaders["validation"], epochs=1, lr=lr, verbose=False)
+        return scored(name, model, history, used, loaders["test"], lr, seed, self.cfg.device, keep_model)
+
+
+def scored(name: str, model: torch.nn.Module, history: History, used: measure.Usage, test_loader, lr: float,
+           seed: int, device, keep_model: bool) -> Run:
+    """A trained model measured for the comparison tables: its size, its saved weights and its test predictions."""
+    counted = count_parameters(model)
+    with tempfile.TemporaryDirectory() as folder:
+        saved = save(model, Path(folder) / "weights.safetensors")
+    test = predict(model, test_loader, device)
+    correct = (test["preds"] == test["labels"]).astype(float)
+    return Run(name=name, lr=lr, seed=seed, history=history, val_accuracy=history.last["val_accuracy"],
+               test_accuracy=float(correct.mean()), test_correct=correct,
+               trainable=counted["trainable"], total=counted["total"],
+               seconds_per_step=sum(e["seconds"] for e in history.epochs) / len(history.steps), peak_mib=used.peak_mib,
+               saved_bytes=saved, model=model if keep_model else None)
 
 
 @torch.no_grad()
