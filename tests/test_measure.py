@@ -44,7 +44,7 @@ def test_usage_counts_memory_the_process_reuses():
     # a first block allocates and frees 100 MiB; the second allocates it again: the RSS would not grow the second
     # time (the memory is reused), the allocator's count does
     for _ in range(2):
-        with measure.usage("cpu") as used:
+        with measure.usage("cpu", interval=0.005) as used:  # a block of a few ms: sample finer than the default
             x = torch.ones(100 * 2**20 // 4)
             x += 1
             del x

@@ -122,3 +122,18 @@ def test_the_decoder_setting_trains_a_prefix_through_the_label_words_and_reports
     assert len(run.history.steps) == setting.steps == 1 and 0 <= run.val_accuracy <= 1
     assert run.test_correct.shape == (16,) and run.saved_bytes > 4 * run.trainable
     assert torch.equal(lm.model.embed_tokens.weight, before) and not hasattr(lm.model, "prefix_encoder")  # a copy trained
+
+
+@pytest.mark.parametrize("make", [tiny_models.tiny_gpt2, tiny_models.tiny_llama], ids=["gpt2", "llama"])
+def test_a_prefix_from_text_holds_what_peft_loads_from_the_same_cache(make):
+    """peft (0.19 on) initialises a prefix from a text's cache too: the two prefix matrices are equal."""
+    utils = pytest.importorskip("peft.tuners.cartridge.utils", reason="peft before 0.19 has no prefix from text")
+    text = (40, 41, 42)
+    model = make()
+    theirs = get_peft_model(copy.deepcopy(model), PrefixTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3))
+    with torch.no_grad():
+        cache = model.base_model(input_ids=torch.tensor([text]), use_cache=True).past_key_values
+    expected = utils.initialize_kv_prefix_from_past_key_values(theirs, past_key_values=cache)
+    prefix.apply(model, prefix.PrefixConfig(num_virtual_tokens=3, init_token_ids=text))
+    torch.testing.assert_close(model.base_model.prefix_encoder.embedding.weight, expected.float(), atol=0, rtol=0)
+    torch.testing.assert_close(logits(model, batch()), logits(theirs, batch()), atol=1e-5, rtol=0)
