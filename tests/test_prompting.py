@@ -8,6 +8,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 from mtlib import prompting
 from mtlib.prompting import LabelWordClassifier, PromptingError
 from mtlib.tuning import prefix, prompt
+from mtlib.tuning.common import TuningError
 from tiny_models import HIDDEN, one_thread  # noqa: F401 (one_thread: autouse)
 
 WORDS = [11, 12]
@@ -164,3 +165,12 @@ def test_a_prefix_from_text_is_that_text_read_in_front(make):
     model(input_ids=ids, attention_mask=mask, labels=torch.tensor([1, 0])).loss.backward()
     torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2).step()
     assert not torch.equal(lm.base_model.prefix_encoder.embedding.weight.detach(), before)
+
+
+def test_a_prefix_refuses_a_cache_it_would_drop():
+    """Cached demonstrations and a prefix both arrive as past_key_values: the prefix says so instead of replacing them."""
+    lm = tiny_llama_lm()
+    prefix.apply(lm, prefix.PrefixConfig(num_virtual_tokens=2))
+    ids, mask = left_padded([[5, 6, 7]])
+    with pytest.raises(TuningError, match="concatenate the two caches"):
+        LabelWordClassifier(lm, WORDS, demonstrations=[30, 31])(input_ids=ids, attention_mask=mask)

@@ -97,6 +97,9 @@ def prepend_prefix(model: nn.Module, args: tuple, kwargs: dict):
         kwargs = {"input_ids": args[0], **kwargs}
     reference = kwargs["input_ids"] if kwargs.get("input_ids") is not None else kwargs["inputs_embeds"]
     batch_size = reference.shape[0]
+    if kwargs.get("past_key_values") is not None:  # a cache already given would be dropped without a word
+        raise TuningError("This call brings its own past_key_values (cached demonstrations, or generate's cache), "
+                          "which the prefix would replace: concatenate the two caches layer by layer instead.")
     encoder = model.base_model.prefix_encoder
     kwargs["past_key_values"] = encoder.cache(batch_size, model.dtype)
     n = encoder.embedding.num_embeddings
