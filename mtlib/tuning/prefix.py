@@ -32,7 +32,7 @@ from .prompt import context_length
 class PrefixConfig:
     num_virtual_tokens: int = 20  # learned keys and values in front of every layer's attention
     projection: bool = False  # Li & Liang's reparameterisation: an MLP produces the prefix
-    projection_hidden: int | None = None  # the MLP's inner size (None: the model's hidden size, as peft)
+    projection_hidden: int | None = None  # the MLP's inner size (None: the key/value width, as peft)
     init_token_ids: tuple[int, ...] = ()  # a causal LM's prefix can start as the keys and values of a text's tokens
 
 
