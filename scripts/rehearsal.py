@@ -15,8 +15,10 @@ run that points the encoder role at a local folder of another architecture (`MTL
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -72,23 +74,30 @@ def models() -> dict:
 
 
 def build(folder: Path, mirror: Path) -> Path:
-    """Write the checkpoints into the hub cache `folder/hub` (replacing what was there) and `folder/distilbert`."""
+    """Write the checkpoints into the hub cache `folder/hub` and `folder/distilbert`, replacing what was there.
+
+    Both are written into a temporary folder first and renamed into place, so that a run killed halfway (or a second
+    `make rehearse` started meanwhile) never leaves a half-written checkpoint where the notebooks look."""
     toks, nets = tokenizers(mirror), models()
-    cache = folder / "hub"
-    plain = folder / "distilbert"
-    shutil.rmtree(plain, ignore_errors=True)
-    nets["distilbert-base-uncased"].save_pretrained(plain)
-    toks["distilbert-base-uncased"].save_pretrained(plain)
-    for repo, model in nets.items():
-        root = cache / f"models--{repo}"
-        if root.exists():
-            shutil.rmtree(root)
-        snapshot = root / "snapshots" / REVISION
-        model.save_pretrained(snapshot)
-        toks[repo].save_pretrained(snapshot)
-        (root / "refs").mkdir(parents=True)
-        (root / "refs" / "main").write_text(REVISION)
-    return cache
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="build-", dir=folder))
+    try:
+        nets["distilbert-base-uncased"].save_pretrained(tmp / "distilbert")
+        toks["distilbert-base-uncased"].save_pretrained(tmp / "distilbert")
+        for repo, model in nets.items():
+            root = tmp / "hub" / f"models--{repo}"
+            model.save_pretrained(root / "snapshots" / REVISION)
+            toks[repo].save_pretrained(root / "snapshots" / REVISION)
+            (root / "refs").mkdir(parents=True)
+            (root / "refs" / "main").write_text(REVISION)
+        for name in ("hub", "distilbert"):
+            old = tmp / f"old-{name}"
+            if (folder / name).exists():
+                os.replace(folder / name, old)
+            os.replace(tmp / name, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder / "hub"
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ folder, and the suite blocks the network, so nothing can come from anywhere but 
 """
 import contextlib
 import hashlib
+import io
 import json
 import shutil
 from collections import Counter
@@ -357,9 +358,42 @@ def test_download_cache_is_used(tmp_path, monkeypatch):
     shutil.copyfile(MIRROR / rel, tmp_path / "cache" / "data" / rel)
     monkeypatch.setenv("MTLIB_DATA_DIR", str(mirror))
     assert len(data.load_dataset("sst2")["validation"]) == 872
-    (tmp_path / "cache" / "data" / rel).write_text("1 tampered\n")
-    with pytest.raises(DataError, match="Checksum mismatch"):
+
+
+
+def test_damaged_download_is_fetched_again(tmp_path, monkeypatch):
+    """A truncated file in the download cache (a killed download) is deleted and downloaded again, never read."""
+    rel = "en_sentiment/sst2/stsa.binary.dev"
+    mirror = mini_mirror(tmp_path, "en_sentiment/sst2/stsa.binary.train", "en_sentiment/sst2/stsa.binary.test")
+    cached = tmp_path / "cache" / "data" / rel
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes((MIRROR / rel).read_bytes()[:1000])
+    monkeypatch.setenv("MTLIB_DATA_DIR", str(mirror))
+    with pytest.raises(DataError) as err:
         data.load_dataset("sst2")
+    assert f"a download from {data.SENT_CNN}/stsa.binary.dev" in str(err.value)  # tried again; offline here
+    assert not cached.exists()
+
+
+def test_downloads_are_written_atomically(tmp_path, monkeypatch):
+    """A download reaches the cache under its name only once all of it is written."""
+    rel = "en_sentiment/sst2/stsa.binary.dev"
+    mirror = mini_mirror(tmp_path, "en_sentiment/sst2/stsa.binary.train", "en_sentiment/sst2/stsa.binary.test")
+    monkeypatch.setenv("MTLIB_DATA_DIR", str(mirror))
+    payload = (MIRROR / rel).read_bytes()
+
+    class Response(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: Response(payload))
+    assert len(data.load_dataset("sst2")["validation"]) == 872
+    folder = tmp_path / "cache" / "data" / "en_sentiment" / "sst2"
+    assert sorted(p.name for p in folder.iterdir()) == ["stsa.binary.dev"]  # no temporary file left
+    assert (folder / "stsa.binary.dev").read_bytes() == payload
 
 
 def test_checksum_mismatch(tmp_path, monkeypatch):
