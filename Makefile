@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MTLIB_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup book test rehearse lowest execute bench browser clean
+.PHONY: setup book test rehearse lowest execute bench leaderboard browser clean
 
 setup: $(STAMP)
 
@@ -56,6 +56,11 @@ execute: setup
 ## mtlib's LoRA and DoRA against peft's, training steps timed side by side (the goal: at most 1.1x peft's step).
 bench: setup
 	MTLIB_PROFILE=$${MTLIB_PROFILE:-local} $(PY) scripts/bench_lora.py
+
+## Fill the results store (mtlib/results/leaderboard.jsonl, chapter 17): resumable, hours in all; run it alone.
+## `make leaderboard VERIFY=3` re-runs 3 stored records and compares them exactly; ARGS passes other options.
+leaderboard: setup
+	MTLIB_PROFILE=$${MTLIB_PROFILE:-local} $(PY) scripts/leaderboard.py $(if $(VERIFY),--verify $(VERIFY)) $(ARGS)
 
 ## Headless Chromium for the website test (Debian packages), installed when missing.
 browser:

@@ -1,8 +1,9 @@
 """mtlib.cache: a cached folder is built once when several processes ask for it at once, and a damaged one is rebuilt.
 
 The processes here load `mtlib/cache.py` by its path: it needs only `filelock`, and importing the whole of mtlib
-(torch, transformers) in each would make the test ten times slower without testing anything more. The real decoder,
-converted by two processes at once, is tested in test_zoo.py.
+(torch, transformers) in each would make the test ten times slower without testing anything more. The real decoder
+goes through the same `build_once` (test_zoo.py checks its folder's manifest), and `.ci/run` starts every run from an
+empty cache, where the suite's two workers meet the decoder's first use at about the same time.
 """
 import hashlib
 import json
@@ -45,13 +46,14 @@ def folder_digest(folder: Path) -> str:
 
 def test_concurrent_first_use_builds_once(tmp_path):
     target, go, log = tmp_path / "cache" / "model", tmp_path / "go", tmp_path / "builds.log"
+    outs = [tmp_path / f"out{i}.txt" for i in range(4)]  # files, not pipes: a full pipe would block a process
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(CACHE_PY), str(target), str(go), str(log)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+                              stdout=open(out, "w"), stderr=subprocess.STDOUT) for out in outs]
     time.sleep(0.5)
     go.touch()
-    outputs = [p.communicate(timeout=120) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
-    digests = {out.strip() for out, _ in outputs}
+    codes = [p.wait(timeout=120) for p in procs]
+    assert codes == [0] * 4, [out.read_text() for out in outs]
+    digests = {out.read_text().strip() for out in outs}
     assert digests == {folder_digest(target)}  # every process read the same, whole folder
     assert len(log.read_text().split()) == 1  # built by one process; the others waited and found it finished
     assert cache.is_complete(target)

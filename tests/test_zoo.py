@@ -3,10 +3,6 @@
 The real checkpoints load once per module (module-scoped fixtures); `keep_layers` is exercised on tiny models built
 from configs so that the shared fixtures are never changed.
 """
-import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -145,44 +141,6 @@ def test_decoder_loads_from_the_converted_cache(cfg, decoder):
     assert tokenizer.pad_token is not None
     assert model.config.pad_token_id == tokenizer.pad_token_id
     assert model.config.hidden_size == 576
-
-
-LOAD_DECODER = """
-import hashlib, sys, time, torch
-from pathlib import Path
-from mtlib import zoo
-from mtlib.cache import is_complete
-from mtlib.runtime import Config
-while not Path(sys.argv[1]).exists():  # both processes ask for the decoder at the same moment
-    time.sleep(0.005)
-model = zoo.load_model("decoder", Config(profile="local", device=torch.device("cpu")), head="causal-lm")
-digest = hashlib.sha256()
-for name, tensor in sorted(model.state_dict().items()):
-    digest.update(name.encode() + tensor.numpy().tobytes())
-print("weights", digest.hexdigest())
-"""
-
-
-def test_decoder_first_use_by_two_processes_at_once(decoder, tmp_path):
-    """Two processes that need the decoder on an empty cache convert it once and load the same weights.
-
-    Before the cache was built under a lock, both wrote into one temporary folder and one of them failed."""
-    env = {**os.environ, "MTLIB_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", LOAD_DECODER, str(go)], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
-    go.touch()
-    outputs = [p.communicate(timeout=600) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [err[-3000:] for _, err in outputs]
-    stdout = "".join(out for out, _ in outputs)
-    assert stdout.count("Converting") == 1, stdout
-    digests = {line for line in stdout.splitlines() if line.startswith("weights")}
-    assert len(digests) == 1
-    with torch.no_grad():  # and they are the weights this process converted or found in the suite's cache
-        digest = hashlib.sha256()
-        for name, tensor in sorted(decoder[0].state_dict().items()):
-            digest.update(name.encode() + tensor.numpy().tobytes())
-    assert digests == {f"weights {digest.hexdigest()}"}
 
 
 def test_decoder_is_a_trained_language_model(decoder):

@@ -83,3 +83,18 @@ def depth_groups(model: nn.Module, lr: float, decay: float, weight_decay: float 
         groups.setdefault((level, p.dim() >= 2), []).append(p)
     return [{"params": params, "lr": lr * decay ** level, "weight_decay": weight_decay if matrix else 0.0}
             for (level, matrix), params in sorted(groups.items())]
+
+
+def unfreeze_gradually(model, optimizer, every: int):
+    """After every `every` optimiser steps, unfreeze the next block down (ULMFiT's gradual unfreezing)."""
+    waiting = block_names(model)[::-1]  # top block first
+    steps = 0
+
+    def after_step(optimizer, args, kwargs):
+        nonlocal steps
+        steps += 1
+        if steps % every == 0 and waiting:
+            freeze.unfreeze(model, waiting.pop(0))
+
+    optimizer.register_step_post_hook(after_step)
+    return optimizer

@@ -1,0 +1,139 @@
+"""`make leaderboard`: fill the results store, mtlib/results/leaderboard.jsonl (chapter 17 reads it).
+
+For every step budget, every method of `mtlib.tuning.leaderboard.METHODS` (each technique of `mtlib.tuning` and
+the controls: full fine-tuning, head only, and once the frozen probe): the first seed at each rate of the method's
+grid, the grid extended while the rate with the lowest validation loss sits at its edge (at most twice), then the
+other seeds at the chosen rate. A record is appended as each run ends, and a run whose record exists (same key) is
+skipped, so the script resumes where it stopped; `--minutes` stops it, between runs, after that long.
+
+    python scripts/leaderboard.py                         # fill the shipped store (local profile)
+    python scripts/leaderboard.py --dry-run               # what is done and what is left
+    python scripts/leaderboard.py --verify 3              # re-run 3 stored records, compare them exactly
+    python scripts/leaderboard.py --store /tmp/s.jsonl --budgets 3 --methods "full fine-tuning"   # (smoke)
+
+Time per step is not taken from these runs (they may share the machine with other work): see `--time`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shlex
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import mtlib  # noqa: E402
+from mtlib.store import SHIPPED, Store  # noqa: E402
+from mtlib.tuning.leaderboard import (METHODS, PROBE, SEEDS, Leaderboard, choose_rate, provenance,  # noqa: E402
+                                      same_values)
+
+BUDGETS = {"smoke": (3,), "local": (50, 200, 800), "full": (50, 200, 800)}
+EXTENSIONS = 2  # how many times a grid grows past an edge before the edge's rate stands
+
+
+class Filler:
+    """Runs what the store lacks, in the order of the plan."""
+
+    def __init__(self, board: Leaderboard, store: Store, command: str, minutes: float | None, dry_run: bool):
+        self.board, self.store, self.command, self.dry_run = board, store, command, dry_run
+        self.deadline = time.monotonic() + 60 * minutes if minutes else None
+        self.ran = self.missing = 0
+
+    def values(self, key: dict) -> dict | None:
+        """The run's values: stored, or computed now and stored; None when it is left for later (dry run, time)."""
+        record = self.store.get(key)
+        if record is not None:
+            return record["values"]
+        self.missing += 1
+        if self.dry_run or (self.deadline is not None and time.monotonic() > self.deadline):
+            return None
+        start = time.perf_counter()
+        values = self.board.run(key)
+        self.store.add(key, values, provenance(self.command))
+        self.ran += 1
+        print(f"{key['method']:32s} steps {key['steps']:4d}  lr {key['lr'] or 0:.0e}  seed {key['seed']}  "
+              f"val loss {values.get('val_loss', float('nan')):.4f}  test {values['test_accuracy']:.4f}  "
+              f"forgetting {values['forgetting']:+.1f}  ({time.perf_counter() - start:.0f} s)", flush=True)
+        return values
+
+    def rate(self, method, steps: int) -> float | None:
+        """The rate the book's rule picks for `method` at `steps` (first seed), running what it needs."""
+        losses: dict[float, float] = {}
+        pending = list(method.rates)
+        extensions = 0
+        while pending:
+            for lr in pending:
+                values = self.values(self.board.key(method, lr, SEEDS[0], steps))
+                if values is None:
+                    return None
+                losses[lr] = values["val_loss"]
+            chosen, beyond = choose_rate(losses)
+            pending = []
+            if beyond is not None and extensions < EXTENSIONS:
+                pending, extensions = [beyond], extensions + 1
+        return chosen
+
+    def fill(self, methods, budgets) -> None:
+        self.values(self.board.key(PROBE, None, 0, 0))
+        for steps in budgets:
+            for method in methods:
+                lr = self.rate(method, steps)
+                if lr is None:
+                    self.missing += len(SEEDS) - 1  # and the seeds at the rate still to be chosen
+                    continue
+                for seed in SEEDS[1:]:
+                    self.values(self.board.key(method, lr, seed, steps))
+
+
+def verify(board: Leaderboard, store: Store, n: int, seed: int) -> int:
+    """Re-run `n` stored records whose key this environment reproduces; the number that differ."""
+    candidates = sorted((r for r in store if r["key"]["method"] in {**METHODS, PROBE.name: PROBE}
+                         and r["key"] == board.key(METHODS.get(r["key"]["method"], PROBE), r["key"]["lr"],
+                                                   r["key"]["seed"], r["key"]["steps"])), key=lambda r: r["id"])
+    if len(candidates) < n:
+        raise SystemExit(f"Only {len(candidates)} records of {store.path} have a key that this environment "
+                         f"reproduces (profile, precision, threads, versions, checkpoint); asked to verify {n}.")
+    failures = 0
+    for record in random.Random(seed).sample(candidates, n):
+        again = board.run(record["key"])
+        differ = same_values(record["values"], again)
+        key = record["key"]
+        print(f"verify {key['method']}, steps {key['steps']}, lr {key['lr']}, seed {key['seed']}: "
+              + ("identical" if not differ else "DIFFERS in " + ", ".join(differ)), flush=True)
+        failures += bool(differ)
+    return failures
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", type=Path, default=SHIPPED)
+    parser.add_argument("--budgets", type=int, nargs="+", help="step budgets (default: the profile's)")
+    parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), metavar="NAME",
+                        help=f"methods to run (default: all): {'; '.join(METHODS)}")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--minutes", type=float, help="stop, between runs, after this many minutes")
+    parser.add_argument("--dry-run", action="store_true", help="only count what is stored and what is left")
+    parser.add_argument("--verify", type=int, metavar="N", help="re-run N stored records and compare them exactly")
+    parser.add_argument("--verify-seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    cfg = mtlib.setup()
+    board, store = Leaderboard(cfg, args.precision), Store(args.store)
+    if args.verify:
+        failures = verify(board, store, args.verify, args.verify_seed)
+        print(f"{args.verify - failures} of {args.verify} re-runs identical to their records")
+        return 1 if failures else 0
+    command = shlex.join(["python", "scripts/leaderboard.py", *(argv if argv is not None else sys.argv[1:])])
+    filler = Filler(board, store, command, args.minutes, args.dry_run)
+    methods = [METHODS[name] for name in args.methods] if args.methods else list(METHODS.values())
+    filler.fill(methods, args.budgets or BUDGETS[cfg.profile])
+    print(f"{len(store)} records in {store.path}; {filler.ran} computed now; "
+          f"{filler.missing - filler.ran} runs (at least) left" + (" (dry run)" if args.dry_run else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    raise SystemExit(main())
