@@ -7,8 +7,8 @@ their first use. A cached folder is therefore built once, by one process, never 
 2. in a private temporary folder, which gets a manifest of its files and their sizes last of all;
 3. then renamed into place, atomically.
 
-A folder whose manifest is missing or disagrees with its files (a process killed while writing it, or a copy that was
-damaged) is removed and built again, never loaded. Single files (downloads) are written to a temporary name and
+A folder whose manifest is missing or disagrees with its files (a process killed while writing it, a file cut short or
+of another size) is removed and built again, never loaded. Single files (downloads) are written to a temporary name and
 renamed, so that no reader ever sees half of one.
 """
 from __future__ import annotations

@@ -248,9 +248,13 @@ def fetch(file: File, looked: list[str]) -> bytes | None:
     else:
         looked.append("the mirror: MTLIB_DATA_DIR is not set")
     cached = cache_dir() / "data" / file.path
-    if cached.exists():
-        if _sha256(cached, cached.stat().st_mtime) == file.sha256:
-            return cached.read_bytes()
+    try:
+        data = cached.read_bytes()
+    except FileNotFoundError:  # never downloaded (or removed meanwhile by another process)
+        data = None
+    if data is not None:
+        if hashlib.sha256(data).hexdigest() == file.sha256:  # the bytes returned are the bytes checked
+            return data
         cached.unlink(missing_ok=True)  # a damaged download: fetched again below, never used
     if file.url is None:
         looked.append(f"a download: {file.path} has no original address (it was derived for the mirror)")

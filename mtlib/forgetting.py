@@ -6,11 +6,12 @@ regression on the body's mean-pooled token states, trained on TREC's training qu
 questions. Forgetting is the probe's accuracy on the pretrained body minus its accuracy on the tuned body, in points:
 positive when the body lost information a reader would reuse for a new head.
 
+Forgetting of LoRA, adapters, prompts and prefixes is read with their module in place (the tuned model as it runs);
+with the module removed, their body is the pretrained one and forgets nothing, by construction.
+
 Why this measure and not a language-model loss on general text (peft's method comparison): the offline encoder ships
 without a trained masked-LM head (chapter 04), so its masked-LM loss says little; a probe needs no head, reads the
-representation that the next task would build on, and works the same for every profile and architecture. Methods
-that leave the body's weights untouched (LoRA before merging, adapters, prompts, prefixes) forget nothing once their
-module is removed; they are measured here with the module in place, as the tuned model runs.
+representation that the next task would build on, and works the same for every profile and architecture.
 
 The probe's regularisation C is chosen once, on the pretrained body (on a validation tenth of TREC's training set),
 and then kept for every body, so that the instrument is the same for all.
@@ -45,6 +46,21 @@ def text_features(model: torch.nn.Module, loader, device) -> tuple[np.ndarray, n
     return torch.cat(vectors).numpy(), torch.cat(labels).numpy()
 
 
+def fit_linear_probe(train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray, np.ndarray], Cs):
+    """A logistic regression on standardised features, its C chosen on `validation` from `Cs` (the best-scoring
+    pipeline, refitted on nothing more): the frozen-feature control of chapters 07 and 17."""
+    fits = [linear_probe(C).fit(*train) for C in Cs]
+    return max(fits, key=lambda fitted: fitted.score(*validation))
+
+
+def linear_probe(C: float):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000))
+
+
 class TrecProbe:
     """The forgetting measure: `probe.forgetting(model)` in accuracy points (pretrained minus tuned)."""
 
@@ -59,22 +75,15 @@ class TrecProbe:
                         for split, part in data.tokenize(trec, tokenizer, max_length=64).items()}
         self.device = device
         features = {split: text_features(pretrained, loader, device) for split, loader in self.loaders.items()}
-        scores = {c: self._fit(c, features["train"]).score(*features["validation"]) for c in PROBE_CS}
-        self.C = max(scores, key=scores.get)
-        self.before = self.accuracy(pretrained)
-
-    def _fit(self, C: float, train: tuple[np.ndarray, np.ndarray]):
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000)).fit(*train)
+        best = fit_linear_probe(features["train"], features["validation"], PROBE_CS)
+        self.C = float(best[-1].C)
+        self.before = float(best.score(*features["test"]))
 
     def accuracy(self, model: torch.nn.Module) -> float:
         """The probe's test accuracy on `model`'s body (trained on that body's own features)."""
         train = text_features(model, self.loaders["train"], self.device)
         test = text_features(model, self.loaders["test"], self.device)
-        return float(self._fit(self.C, train).score(*test))
+        return float(linear_probe(self.C).fit(*train).score(*test))
 
     def forgetting(self, model: torch.nn.Module) -> dict:
         """The probe's accuracy before (pretrained body) and after (this body), and the drop in points."""

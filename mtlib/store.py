@@ -6,9 +6,10 @@ A record is one training run, one line of JSON:
     {"id": sha256 of the key, "key": {...everything that determines the run...},
      "values": {...what it measured...}, "provenance": {...commit, date, CPU, command...}}
 
-The key holds the technique and its config, the rate, the seed, the step budget, the data sample, the checkpoint and
-the hash of its weights, the profile, the precision, the CPU threads and the versions of mtlib, torch and
-transformers. A record is looked up by its whole key: a record whose key does not match the run asked for is never
+The key holds the technique and its whole config, the rate, the seed, the step budget, the training recipe, the data
+(its files' hashes and the sample), the forgetting probe's settings, the checkpoint and the hash of its files, the
+profile, the precision, the device, the CPU threads and instruction set, the versions of the libraries, and a run
+format that is bumped by hand when the code of a run changes its results. A record is looked up by its whole key: a record whose key does not match the run asked for is never
 used, and `require` says which fields differ. Records are appended as runs end, so a long computation resumes where
 it stopped.
 """
@@ -18,6 +19,8 @@ import hashlib
 import json
 import os
 from pathlib import Path
+
+from filelock import FileLock
 
 SHIPPED = Path(__file__).parent / "results" / "leaderboard.jsonl"
 RUN_FIELDS = ("task", "method", "config", "lr", "seed", "steps")  # which run; the other fields: how it was computed
@@ -64,6 +67,9 @@ class Store:
                     break  # a line cut short by a killed process: that run is computed again, and `add` removes it
                 raise StoreError(f"{self.path}, line {number}, is not a record ({err!r}): delete that line, and "
                                  "`make leaderboard` computes the run again.") from err
+            if stated in self.records:
+                raise StoreError(f"{self.path}, line {number}: a second record of the same run (id {stated[:12]}...). "
+                                 "A run is stored once: delete one of the two lines.")
             if stated != actual:
                 raise StoreError(f"{self.path}, line {number}: its id does not match its key (the key was edited "
                                  "after the run). A record whose key does not match is never used: delete that line, "
@@ -105,14 +111,24 @@ class Store:
         if record["id"] in self.records:
             raise StoreError(f"The store {self.path} already holds a record with this key; a run is stored once.")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
-            written = self.path.read_bytes()
-            if written and not written.endswith(b"\n"):  # cut short by a killed process: drop the partial line
+        with FileLock(str(self.path) + ".lock"):  # two writers take turns; neither cuts the other's line
+            written = self.path.read_bytes() if self.path.exists() else b""
+            if written and not written.endswith(b"\n"):  # the last write was cut short (a killed process)
+                tail = written[written.rfind(b"\n") + 1:]
+                try:
+                    json.loads(tail)  # whole but for its newline: keep it
+                    ending = b"\n"
+                except ValueError:
+                    ending = None
                 with open(self.path, "r+b") as out:
-                    out.truncate(written.rfind(b"\n") + 1)
-        with open(self.path, "a", encoding="utf-8") as out:
-            out.write(json.dumps(record, sort_keys=True) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
+                    if ending:
+                        out.seek(0, os.SEEK_END)
+                        out.write(ending)
+                    else:
+                        out.truncate(written.rfind(b"\n") + 1)
+            with open(self.path, "a", encoding="utf-8", newline="\n") as out:
+                out.write(json.dumps(record, sort_keys=True) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
         self.records[record["id"]] = record
         return record

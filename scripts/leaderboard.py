@@ -2,8 +2,8 @@
 
 For every step budget, every method of `mtlib.tuning.leaderboard.METHODS` (each technique of `mtlib.tuning` and
 the controls: full fine-tuning, head only, and once the frozen probe): the first seed at each rate of the method's
-grid, the grid extended while the rate with the lowest validation loss sits at its edge (at most twice), then the
-other seeds at the chosen rate. A record is appended as each run ends, and a run whose record exists (same key) is
+grid, the grid extended while the rate with the lowest validation loss sits at its edge (half a decade at a time, at
+most four times), then the other seeds at the chosen rate. A record is appended as each run ends, and a run whose record exists (same key) is
 skipped, so the script resumes where it stopped; `--minutes` stops it, between runs, after that long.
 
     python scripts/leaderboard.py                         # fill the shipped store (local profile)
@@ -11,11 +11,13 @@ skipped, so the script resumes where it stopped; `--minutes` stops it, between r
     python scripts/leaderboard.py --verify 3              # re-run 3 stored records, compare them exactly
     python scripts/leaderboard.py --store /tmp/s.jsonl --budgets 3 --methods "full fine-tuning"   # (smoke)
 
-Time per step is not taken from these runs (they may share the machine with other work): see `--time`.
+Time per step is not taken from these runs (they may share the machine with other work): `--time` measures it apart,
+every method side by side in one process, on an idle machine, into mtlib/results/step_times.json.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shlex
@@ -25,12 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import mtlib  # noqa: E402
+from mtlib import train  # noqa: E402
 from mtlib.store import SHIPPED, Store  # noqa: E402
 from mtlib.tuning.leaderboard import (METHODS, PROBE, SEEDS, Leaderboard, choose_rate, provenance,  # noqa: E402
                                       same_values)
 
 BUDGETS = {"smoke": (3,), "local": (50, 200, 800), "full": (50, 200, 800)}
-EXTENSIONS = 2  # how many times a grid grows past an edge before the edge's rate stands
+EXTENSIONS = 4  # a grid grows past its edge at most this often (two decades); then the edge's rate stands, reported
 
 
 class Filler:
@@ -73,6 +76,9 @@ class Filler:
             pending = []
             if beyond is not None and extensions < EXTENSIONS:
                 pending, extensions = [beyond], extensions + 1
+            elif beyond is not None:
+                print(f"{method.name}, {steps} steps: the lowest validation loss is still at the edge of the rates "
+                      f"tried ({sorted(losses)}) after {EXTENSIONS} extensions; {chosen:g} stands.", flush=True)
         return chosen
 
     def fill(self, methods, budgets) -> None:
@@ -106,6 +112,49 @@ def verify(board: Leaderboard, store: Store, n: int, seed: int) -> int:
     return failures
 
 
+def sync(device) -> None:
+    """Wait for the GPU's queued work, so that a timing measures the work and not its launch."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(board: Leaderboard, methods, rounds: int = 2, steps: int = 12, skip: int = 2) -> dict:
+    """Seconds per optimiser step of each method, measured side by side: `rounds` passes over the methods in turn,
+    each a fresh model trained `steps` steps on the first seed's batches; the median of the steps after the first
+    `skip` (warm-up) per pass. Returns {method: [one median per round]}."""
+    import statistics
+
+    import torch
+
+    times: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for method in methods:
+            model = board.model(seed=0)
+            lr = method.rates[len(method.rates) // 2]
+            # gradual unfreezing as in a 200-step run: the timed steps train the head and the top block
+            optimizer = board.prepare(method, model, lr, steps=200) or torch.optim.AdamW(
+                train.decay_groups(model, 0.01), lr=lr, fused=True)
+            model.train()
+            spent = []
+            for batch in board.train_loader(seed=0, steps=steps):
+                batch = {k: v.to(board.cfg.device) for k, v in batch.items()}
+                sync(board.cfg.device)
+                start = time.perf_counter()
+                with board.autocast():
+                    loss = model(**batch).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+                optimizer.step()
+                optimizer.zero_grad()
+                sync(board.cfg.device)
+                spent.append(time.perf_counter() - start)
+            times.setdefault(method.name, []).append(round(statistics.median(spent[skip:]), 4))
+            print(f"{method.name:32s} {times[method.name]}", flush=True)
+    return times
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, default=SHIPPED)
@@ -117,17 +166,35 @@ def main(argv=None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="only count what is stored and what is left")
     parser.add_argument("--verify", type=int, metavar="N", help="re-run N stored records and compare them exactly")
     parser.add_argument("--verify-seed", type=int, default=0)
+    parser.add_argument("--time", action="store_true",
+                        help="time a step of every method side by side (on an idle machine) into step_times.json")
     args = parser.parse_args(argv)
 
     cfg = mtlib.setup()
     board, store = Leaderboard(cfg, args.precision), Store(args.store)
-    if args.verify:
+    methods = [METHODS[name] for name in args.methods] if args.methods else list(METHODS.values())
+    command = shlex.join(["python", "scripts/leaderboard.py", *(argv if argv is not None else sys.argv[1:])])
+    if args.verify is not None:
+        if args.verify < 1:
+            raise SystemExit(f"--verify N re-runs N stored records: N must be at least 1, got {args.verify}.")
         failures = verify(board, store, args.verify, args.verify_seed)
         print(f"{args.verify - failures} of {args.verify} re-runs identical to their records")
         return 1 if failures else 0
-    command = shlex.join(["python", "scripts/leaderboard.py", *(argv if argv is not None else sys.argv[1:])])
+    if args.time:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0  # Windows has no load average
+        if load > 0.5:
+            raise SystemExit(f"The load average is {load:.2f}: another job shares the CPU, and its timings would be "
+                             "worthless. Run --time on an idle machine (load below 0.5).")
+        times = time_steps(board, methods)
+        out = args.store.with_name("step_times.json")
+        key = board.key(PROBE, None, 0, 0)
+        out.write_text(json.dumps({"seconds_per_step": times, "setting": {k: key[k] for k in (
+            "data", "checkpoint", "profile", "precision", "threads", "device", "versions")},
+            "provenance": provenance(command),
+            "load_before": round(load, 2)}, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {out}")
+        return 0
     filler = Filler(board, store, command, args.minutes, args.dry_run)
-    methods = [METHODS[name] for name in args.methods] if args.methods else list(METHODS.values())
     filler.fill(methods, args.budgets or BUDGETS[cfg.profile])
     print(f"{len(store)} records in {store.path}; {filler.ran} computed now; "
           f"{filler.missing - filler.ran} runs (at least) left" + (" (dry run)" if args.dry_run else ""))

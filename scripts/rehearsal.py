@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from transformers import (BertConfig, BertForPreTraining, BertTokenizerFast, DistilBertConfig, DistilBertForMaskedLM,
                           DistilBertTokenizerFast, GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast)
 
@@ -76,10 +77,18 @@ def models() -> dict:
 def build(folder: Path, mirror: Path) -> Path:
     """Write the checkpoints into the hub cache `folder/hub` and `folder/distilbert`, replacing what was there.
 
-    Both are written into a temporary folder first and renamed into place, so that a run killed halfway (or a second
-    `make rehearse` started meanwhile) never leaves a half-written checkpoint where the notebooks look."""
+    Both are written into a temporary folder first and renamed into place, under a lock, so that a run killed halfway
+    (or a second `make rehearse` started meanwhile) never leaves a half-written checkpoint where the notebooks look."""
     toks, nets = tokenizers(mirror), models()
     folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / "build.lock")):  # a second `make rehearse` waits, then builds its own copy
+        for leftover in folder.glob("build-*"):  # what a killed build left
+            shutil.rmtree(leftover, ignore_errors=True)
+        return swap_in(folder, toks, nets)
+
+
+def swap_in(folder: Path, toks: dict, nets: dict) -> Path:
+    """Write the checkpoints into a temporary folder beside their places, then rename each into place."""
     tmp = Path(tempfile.mkdtemp(prefix="build-", dir=folder))
     try:
         nets["distilbert-base-uncased"].save_pretrained(tmp / "distilbert")

@@ -130,6 +130,31 @@ def test_write_atomically(tmp_path):
     assert path.read_bytes() == b"second" and sorted(p.name for p in path.parent.iterdir()) == ["b.txt"]
 
 
+def test_write_interrupted_halfway_leaves_nothing(tmp_path, monkeypatch):
+    """A write that dies halfway (full disk, a killed process) leaves neither a half file nor a temporary one."""
+    path = tmp_path / "data.bin"
+    real_fdopen = cache.os.fdopen
+
+    class HalfWriter:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])
+            raise OSError("No space left on device")
+
+    monkeypatch.setattr(cache.os, "fdopen", lambda fd, mode: HalfWriter(real_fdopen(fd, mode)))
+    with pytest.raises(OSError, match="No space left"):
+        cache.write_atomically(path, b"x" * 1000)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("MTLIB_CACHE_DIR", str(tmp_path))
     assert cache.cache_dir() == tmp_path

@@ -360,7 +360,6 @@ def test_download_cache_is_used(tmp_path, monkeypatch):
     assert len(data.load_dataset("sst2")["validation"]) == 872
 
 
-
 def test_damaged_download_is_fetched_again(tmp_path, monkeypatch):
     """A truncated file in the download cache (a killed download) is deleted and downloaded again, never read."""
     rel = "en_sentiment/sst2/stsa.binary.dev"
@@ -375,8 +374,9 @@ def test_damaged_download_is_fetched_again(tmp_path, monkeypatch):
     assert not cached.exists()
 
 
-def test_downloads_are_written_atomically(tmp_path, monkeypatch):
-    """A download reaches the cache under its name only once all of it is written."""
+def test_download_lands_in_the_cache(tmp_path, monkeypatch):
+    """A verified download is kept in the cache under its name, with no temporary file left beside it (the atomic
+    write itself: test_cache.py)."""
     rel = "en_sentiment/sst2/stsa.binary.dev"
     mirror = mini_mirror(tmp_path, "en_sentiment/sst2/stsa.binary.train", "en_sentiment/sst2/stsa.binary.test")
     monkeypatch.setenv("MTLIB_DATA_DIR", str(mirror))

@@ -50,6 +50,49 @@ def test_rate_rule():
     assert choose_rate({1e-4: 0.50, 3e-4: 0.35, 1e-3: 0.30}) == (1e-3, 3e-3)
 
 
+class LossCurve:
+    """A stand-in for Leaderboard whose runs return a validation loss from a function of the rate."""
+
+    def __init__(self, loss):
+        self.loss, self.ran = loss, []
+
+    def key(self, method, lr, seed, steps):
+        return {"method": method.name, "lr": lr, "seed": seed, "steps": steps}
+
+    def run(self, key):
+        self.ran.append(key["lr"])
+        return {"val_loss": self.loss(key["lr"]), "test_accuracy": 0.5, "forgetting": 0.0}
+
+
+def rate_of(loss, tmp_path, extensions=script.EXTENSIONS):
+    board = LossCurve(loss)
+    filler = script.Filler(board, Store(tmp_path / f"s{len(list(tmp_path.iterdir()))}.jsonl"), "test", None, False)
+    script.EXTENSIONS, saved = extensions, script.EXTENSIONS
+    try:
+        return filler.rate(METHODS["BitFit"], steps=10), board.ran
+    finally:
+        script.EXTENSIONS = saved
+
+
+def test_filler_extends_the_grid_until_the_choice_is_interior(tmp_path):
+    import math
+    best_at = lambda best: (lambda lr: (math.log10(lr) - math.log10(best)) ** 2)  # lowest loss at `best`
+    assert rate_of(best_at(3e-3), tmp_path) == (3e-3, [1e-3, 3e-3, 1e-2])  # interior: no extension
+    assert rate_of(best_at(1e-4), tmp_path) == (1e-4, [1e-3, 3e-3, 1e-2, 3e-4, 1e-4, 3e-5])  # two steps down
+    assert rate_of(best_at(1e-1), tmp_path) == (1e-1, [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1])  # two steps up
+
+
+def test_filler_stops_extending_after_the_cap(tmp_path, capsys):
+    lr, ran = rate_of(lambda lr: lr, tmp_path, extensions=2)  # the smaller, the better: always the lower edge
+    assert ran == [1e-3, 3e-3, 1e-2, 3e-4, 1e-4] and lr == 1e-4
+    assert "still at the edge" in capsys.readouterr().out
+
+
+def test_diverged_run_never_wins(tmp_path):
+    lr, ran = rate_of(lambda lr: float("nan") if lr == 1e-3 else {3e-3: 0.3, 1e-2: 0.5}.get(lr, 1.0), tmp_path)
+    assert lr == 3e-3 and ran == [1e-3, 3e-3, 1e-2]
+
+
 def test_every_method_trains_what_it_should(board):
     """Each method's preparation, then one optimiser step on 4 sentences: of the pretrained weights, what the method
     trains moves and the rest stays; the parameter-efficient methods train new weights of their own."""

@@ -91,6 +91,24 @@ def test_line_cut_short_by_a_killed_run(tmp_path):
     assert len(lines) == 2 and all(json.loads(line)["values"] == VALUES for line in lines)
 
 
+def test_whole_last_line_without_its_newline_is_kept(tmp_path):
+    path = tmp_path / "store.jsonl"
+    Store(path).add(KEY, VALUES, PROVENANCE)
+    path.write_text(path.read_text().rstrip("\n"))  # killed between the record and its newline
+    s = Store(path)
+    assert len(s) == 1
+    s.add(other(seed=1), VALUES, PROVENANCE)
+    assert len(Store(path)) == 2
+
+
+def test_same_run_twice_is_an_error(tmp_path):
+    path = tmp_path / "store.jsonl"
+    Store(path).add(KEY, VALUES, PROVENANCE)
+    path.write_text(path.read_text() * 2)
+    with pytest.raises(StoreError, match="line 2: a second record of the same run"):
+        Store(path)
+
+
 def test_damaged_line_in_the_middle_is_an_error(tmp_path):
     path = tmp_path / "store.jsonl"
     path.write_text("not json\n" + json.dumps({"id": store.key_id(KEY), "key": KEY, "values": VALUES}) + "\n")
@@ -104,7 +122,7 @@ def test_shipped_store_records_are_well_formed():
     assert len(shipped) > 0, f"{store.SHIPPED} is missing or empty"
     for record in shipped:
         key, values = record["key"], record["values"]
-        assert set(key) == set(KEY) | {"device"}, key
+        assert {"recipe", "forgetting_probe", "cpu_capability"} <= set(key) and set(KEY) <= set(key), key
         assert {"commit", "date", "cpu", "command"} <= set(record["provenance"])
         assert len(values["test_correct"]) == key["data"]["test"]
         assert set(values["test_correct"]) <= {"0", "1"}

@@ -4,9 +4,9 @@ long enough to answer "which method, and how long?".
 The task is Part II's (the encoder on SST-2, batches of 32 grouped by length, at most 64 tokens, chapter 02's
 recipe: AdamW, linear decay after 10% warm-up, weight decay on matrices, gradients clipped at 1), on the whole
 splits: 6,920 training, 872 validation and 1,821 test sentences. A budget is a number of optimiser steps; the
-batches run on through as many epochs as it takes. Each method has a grid of rates; the store's script picks the
-rate with the lowest validation loss on the first seed, extends the grid while the choice sits at its edge, then
-runs the other seeds at that rate (the book's rate rule).
+batches run on through as many epochs as it takes. Each method has a grid of at least three rates; the store's script
+picks the rate with the lowest validation loss on the first seed, extends the grid while the choice sits at its edge
+(a half-decade at a time), then runs the other seeds at that rate (the book's rate rule).
 
     board = Leaderboard(cfg)
     key = board.key(METHODS["LoRA r=8, query and value"], lr=3e-3, seed=0, steps=200)
@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding
 
 from .. import __version__, data, freeze, measure, runtime, zoo
-from ..forgetting import TrecProbe
+from ..forgetting import PROBE_CS, TrecProbe, fit_linear_probe
 from ..params import count_parameters
 from ..train import fit, predict
 from . import adapters, bitfit, layerwise, lora, prefix, prompt
@@ -40,6 +40,10 @@ from .task import BATCH_SIZE, MAX_LENGTH, mean_pooled_features
 
 TASK = "sst2-encoder"
 SEEDS = (0, 1, 2)
+RUN_FORMAT = 1  # bump by hand whenever a change to the code of a run changes its results: old records stop matching
+RECIPE = {"optimizer": "AdamW (fused)", "schedule": "linear", "warmup": 0.1, "weight_decay": 0.01,
+          "decay": "matrices only", "max_grad_norm": 1.0, "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH,
+          "batches": "grouped by length"}
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,20 @@ class Method:
     """A row of the leaderboard: how to prepare a freshly loaded classifier, and the rates to choose from."""
 
     name: str
-    technique: str  # "full", "head", "discriminative", "gradual", or a module of mtlib.tuning
+    technique: str  # "full", "discriminative", "gradual", "probe", or a module of mtlib.tuning
     config: dict = field(default_factory=dict)
     rates: tuple[float, ...] = ()
+
+    def __post_init__(self):
+        if self.technique != "probe" and len(self.rates) < 3:
+            raise ValueError(f"{self.name}: the book's rate rule chooses from a grid of at least three rates, got "
+                             f"{self.rates}.")
+
+    def full_config(self) -> dict:
+        """The config with every default filled in, as the run uses it (for the key)."""
+        if self.technique not in CONFIGS:
+            return dict(self.config)
+        return json.loads(json.dumps(asdict(CONFIGS[self.technique](**self.config)), default=list))
 
 
 FULL_RATES = (3e-5, 1e-4, 3e-4)
@@ -83,6 +98,8 @@ class StepBudget:
     def __init__(self, batches, steps: int):
         if steps < 1:
             raise ValueError(f"A budget is at least one optimiser step, got steps={steps}.")
+        if len(batches) == 0:
+            raise ValueError("The training split has no rows, so no budget can be served from it.")
         self.batches, self.steps = batches, steps
 
     def __len__(self) -> int:
@@ -98,26 +115,39 @@ class StepBudget:
                     return
 
 
-def file_sha256(folder: str) -> str:
-    """The sha256 of a checkpoint's weights (its safetensors files, in name order), or of its hub id when it has
-    no local folder."""
-    files = sorted(Path(folder).glob("*.safetensors")) if Path(folder).is_dir() else []
+def folder_sha256(folder: str) -> str:
+    """The sha256 of a checkpoint folder's files (weights, config, tokenizer), names and contents in name order."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
+    if not files:
+        raise ValueError(f"The store's runs need a local checkpoint folder to hash, and {folder!r} is none: point the "
+                         "encoder role at a folder (a hub model: its snapshot folder in the Hugging Face cache).")
     digest = hashlib.sha256()
     for path in files:
-        digest.update(path.read_bytes())
-    return digest.hexdigest() if files else hashlib.sha256(folder.encode()).hexdigest()
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def versions() -> dict:
+    """The versions of the libraries whose code computes a record."""
+    import accelerate
+    import sklearn
+
+    return {"mtlib": __version__, "run_format": RUN_FORMAT, "torch": torch.__version__,
+            "transformers": transformers.__version__, "accelerate": accelerate.__version__,
+            "numpy": np.__version__, "sklearn": sklearn.__version__}
 
 
 def provenance(command: str) -> dict:
     """Where and when a record was computed."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                                cwd=Path(__file__).parent).stdout.strip()
+    try:  # "-dirty" when the working tree had changes that no commit holds
+        commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], capture_output=True,
+                                text=True, timeout=10, cwd=Path(__file__).parent).stdout.strip()
     except OSError:
         commit = ""
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     return {"commit": commit, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cpu": cpu, "command": command}
@@ -144,21 +174,28 @@ class Leaderboard:
                        for split in ("validation", "test")}
         self.sizes = {split: len(part) for split, part in self.tokens.items()}
         checkpoint = zoo.checkpoint("encoder", cfg)
+        if not Path(checkpoint).is_dir():  # a hub id: its snapshot folder in the Hugging Face cache
+            from huggingface_hub import snapshot_download
+            checkpoint = snapshot_download(checkpoint)
         self.checkpoint = {"name": "all-MiniLM-L6-v2" if cfg.offline and "encoder" not in cfg.models else checkpoint,
-                           "sha256": file_sha256(checkpoint)}
+                           "sha256": folder_sha256(checkpoint)}
+        self.data_files = [f.sha256 for f in data.REGISTRY["sst2"].files]
         self._probe = None
 
     # ------------------------------------------------------------------------------------------------ keys
     def key(self, method: Method, lr: float | None, seed: int, steps: int) -> dict:
         """Everything that determines a run."""
-        return {"task": TASK, "method": method.name, "technique": method.technique, "config": method.config,
-                "lr": lr, "seed": seed, "steps": steps,
-                "data": {"name": "sst2", "sample_seed": 0, **self.sizes, "batch_size": BATCH_SIZE,
-                         "max_length": MAX_LENGTH},
+        return {"task": TASK, "method": method.name, "technique": method.technique, "config": method.full_config(),
+                "lr": lr, "seed": seed, "steps": steps, "recipe": RECIPE,
+                "data": {"name": "sst2", "sha256": self.data_files, "sample_seed": 0, **self.sizes},
+                "forgetting_probe": {"task": "trec", **self.probe_sizes(), "C": list(PROBE_CS), "max_length": 64},
                 "checkpoint": self.checkpoint, "profile": self.cfg.profile, "precision": self.precision,
                 "threads": torch.get_num_threads(), "device": self.cfg.device.type,
-                "versions": {"mtlib": __version__, "torch": torch.__version__,
-                             "transformers": transformers.__version__}}
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(), "versions": versions()}
+
+    def probe_sizes(self) -> dict:
+        """TREC questions per split for the forgetting probe (the whole split where not named)."""
+        return self.cfg.pick(smoke={"train": 60, "validation": 30, "test": 50}, local={"train": 2000})
 
     # ----------------------------------------------------------------------------------------------- runs
     def train_loader(self, seed: int, steps: int) -> DataLoader:
@@ -195,8 +232,7 @@ class Leaderboard:
     def probe(self) -> TrecProbe:
         """The forgetting measure, built once (it reads the pretrained body)."""
         if self._probe is None:
-            sizes = self.cfg.pick(smoke={"train": 60, "validation": 30, "test": 50}, local={"train": 2000})
-            self._probe = TrecProbe(self.tokenizer, self.model(seed=0), self.cfg.device, **sizes)
+            self._probe = TrecProbe(self.tokenizer, self.model(seed=0), self.cfg.device, **self.probe_sizes())
         return self._probe
 
     def run(self, key: dict) -> dict:
@@ -228,21 +264,15 @@ class Leaderboard:
     def run_probe(self) -> dict:
         """The practitioner's cheapest control: a logistic regression on the frozen body's mean-pooled states, its C
         chosen on the validation split (as `task.SST2Task.probe`, on the whole splits)."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        body = self.model(seed=0).base_model
+        model = self.model(seed=0)
         train = DataLoader(self.tokens["train"], batch_size=BATCH_SIZE, collate_fn=self.collator)
-        features = {split: mean_pooled_features(body, loader, self.cfg.device)
+        features = {split: mean_pooled_features(model.base_model, loader, self.cfg.device)
                     for split, loader in (("train", train), *self.scored.items())}
-        fits = [make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000)).fit(*features["train"])
-                for c in PROBE.config["C"]]
-        best = max(fits, key=lambda f: f.score(*features["validation"]))
+        best = fit_linear_probe(features["train"], features["validation"], PROBE.config["C"])
         correct = (best.predict(features["test"][0]) == features["test"][1]).astype(int)
         return {"val_accuracy": float(best.score(*features["validation"])), "test_accuracy": float(correct.mean()),
-                "test_correct": "".join(map(str, correct)), "trainable": 0, "forgetting": 0.0,
-                "C": float(best[-1].C)}
+                "test_correct": "".join(map(str, correct)), "trainable": 0, "C": float(best[-1].C),
+                **self.probe().forgetting(model)}  # the pretrained body itself: zero by construction, measured
 
 
 def same_values(a: dict, b: dict) -> list[str]:
@@ -266,7 +296,8 @@ def next_rate(rate: float, up: bool) -> float:
 def choose_rate(losses: dict[float, float]) -> tuple[float, float | None]:
     """The book's rate rule: the rate with the lowest validation loss. When it sits at an edge of the rates tried,
     also the next rate beyond that edge, to try before the choice stands (None when the choice is interior)."""
-    best = min(losses, key=losses.get)
+    finite = {lr: loss if np.isfinite(loss) else np.inf for lr, loss in losses.items()}  # a diverged run never wins
+    best = min(finite, key=finite.get)
     if len(losses) > 1 and best == min(losses):
         return best, next_rate(best, up=False)
     if len(losses) > 1 and best == max(losses):
