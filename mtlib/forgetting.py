@@ -49,11 +49,11 @@ def text_features(model: torch.nn.Module, loader, device) -> tuple[np.ndarray, n
 def fit_linear_probe(train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray, np.ndarray], Cs):
     """A logistic regression on standardised features, its C chosen on `validation` from `Cs` (the best-scoring
     pipeline, refitted on nothing more): the frozen-feature control of chapters 07 and 17."""
-    fits = [linear_probe(C).fit(*train) for C in Cs]
+    fits = [scaled_logistic_regression(C).fit(*train) for C in Cs]
     return max(fits, key=lambda fitted: fitted.score(*validation))
 
 
-def linear_probe(C: float):
+def scaled_logistic_regression(C: float):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -83,7 +83,7 @@ class TrecProbe:
         """The probe's test accuracy on `model`'s body (trained on that body's own features)."""
         train = text_features(model, self.loaders["train"], self.device)
         test = text_features(model, self.loaders["test"], self.device)
-        return float(linear_probe(self.C).fit(*train).score(*test))
+        return float(scaled_logistic_regression(self.C).fit(*train).score(*test))
 
     def forgetting(self, model: torch.nn.Module) -> dict:
         """The probe's accuracy before (pretrained body) and after (this body), and the drop in points."""

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import mtlib  # noqa: E402
 from mtlib import train  # noqa: E402
 from mtlib.store import SHIPPED, Store  # noqa: E402
-from mtlib.tuning.leaderboard import (METHODS, PROBE, SEEDS, Leaderboard, choose_rate, provenance,  # noqa: E402
+from mtlib.tuning.leaderboard import (METHODS, PROBE, SEEDS, Leaderboard, rate_rule, provenance,  # noqa: E402
                                       same_values)
 
 BUDGETS = {"smoke": (3,), "local": (50, 200, 800), "full": (50, 200, 800)}
@@ -72,7 +72,7 @@ class Filler:
                 if values is None:
                     return None
                 losses[lr] = values["val_loss"]
-            chosen, beyond = choose_rate(losses)
+            chosen, beyond = rate_rule(losses)
             pending = []
             if beyond is not None and extensions < EXTENSIONS:
                 pending, extensions = [beyond], extensions + 1

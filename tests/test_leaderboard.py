@@ -13,7 +13,7 @@ from mtlib import data
 from mtlib.store import Store
 from mtlib.tuning import leaderboard
 from mtlib.train import fit
-from mtlib.tuning.leaderboard import METHODS, PROBE, Leaderboard, StepBudget, choose_rate, next_rate
+from mtlib.tuning.leaderboard import METHODS, PROBE, Leaderboard, StepBudget, rate_rule, next_rate
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("leaderboard_script", ROOT / "scripts" / "leaderboard.py")
@@ -45,9 +45,9 @@ def test_half_decade_rates():
 
 
 def test_rate_rule():
-    assert choose_rate({1e-4: 0.40, 3e-4: 0.35, 1e-3: 0.50}) == (3e-4, None)  # interior: it stands
-    assert choose_rate({1e-4: 0.30, 3e-4: 0.35, 1e-3: 0.50}) == (1e-4, 3e-5)  # at the lower edge: try below
-    assert choose_rate({1e-4: 0.50, 3e-4: 0.35, 1e-3: 0.30}) == (1e-3, 3e-3)
+    assert rate_rule({1e-4: 0.40, 3e-4: 0.35, 1e-3: 0.50}) == (3e-4, None)  # interior: it stands
+    assert rate_rule({1e-4: 0.30, 3e-4: 0.35, 1e-3: 0.50}) == (1e-4, 3e-5)  # at the lower edge: try below
+    assert rate_rule({1e-4: 0.50, 3e-4: 0.35, 1e-3: 0.30}) == (1e-3, 3e-3)
 
 
 class LossCurve:
@@ -137,7 +137,7 @@ def test_script_fills_resumes_and_verifies(tmp_path, capsys, monkeypatch):
     losses = {k["lr"]: stored.get(k)["values"]["val_loss"] for k in runs if k["seed"] == 0}
     chosen = {k["lr"] for k in runs if k["seed"] != 0}
     first = {lr: losses[lr] for lr in METHODS["BitFit"].rates}
-    edge = choose_rate(first)[1]  # the grid grows past its edge when the first three choose an edge
+    edge = rate_rule(first)[1]  # the grid grows past its edge when the first three choose an edge
     assert set(losses) == set(first) | ({edge} if edge else set())
     assert chosen == {min(losses, key=losses.get)}  # the rate rule, on the validation loss
     assert sorted(k["seed"] for k in runs if k["lr"] in chosen) == [0, 1, 2]

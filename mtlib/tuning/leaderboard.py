@@ -293,7 +293,7 @@ def next_rate(rate: float, up: bool) -> float:
     return float(f"{10 ** exponent:.0e}") if mantissa == 3 else float(f"{3 * 10 ** (exponent - 1):.0e}")
 
 
-def choose_rate(losses: dict[float, float]) -> tuple[float, float | None]:
+def rate_rule(losses: dict[float, float]) -> tuple[float, float | None]:
     """The book's rate rule: the rate with the lowest validation loss. When it sits at an edge of the rates tried,
     also the next rate beyond that edge, to try before the choice stands (None when the choice is interior)."""
     finite = {lr: loss if np.isfinite(loss) else np.inf for lr, loss in losses.items()}  # a diverged run never wins
