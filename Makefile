@@ -21,14 +21,15 @@ $(STAMP): requirements.txt pyproject.toml
 book: setup
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 
-## The whole suite: mtlib unit tests, structure tests, every notebook under nbval (smoke profile), the website,
-## then the rehearsal of the Colab path. WORKERS pytest processes share the machine, one CPU thread each (a notebook
+## The whole suite: mtlib unit tests, structure tests, every English notebook under nbval (smoke profile), the
+## website, then the rehearsal of the Colab path. The Chinese twins are not executed again: tests/test_book.py checks
+## that their code equals the English token for token (comments aside) and that they quote the same glued numbers. WORKERS pytest processes share the machine, one CPU thread each (a notebook
 ## keeps its cells in order on one worker); on 2 cores, 2 single-threaded workers finish the notebooks about 1.4x
 ## sooner than one two-threaded run, while 2 two-threaded workers take twice as long.
 WORKERS ?= 2
 PARALLEL := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadscope
 test: setup browser
-	MTLIB_PROFILE=$${MTLIB_PROFILE:-smoke} $(PARALLEL) tests book --nbval-lax --nbval-current-env \
+	MTLIB_PROFILE=$${MTLIB_PROFILE:-smoke} $(PARALLEL) tests book/en --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=600 --durations=0 -p no:randomly
 	$(MAKE) rehearse
 

@@ -36,7 +36,8 @@ def twin(path: Path) -> Path:
 
 
 def without_comments(source: str) -> str:
-    """Code without comments or blank lines, whitespace normalised: translated comments compare equal."""
+    """Code without comments or blank lines, spaces inside a line normalised (indentation kept): translated
+    comments compare equal, and code that compares equal runs the same (the Chinese twins are not re-executed)."""
     lines = source.splitlines()
     python = "\n".join("" if l.lstrip().startswith(("!", "%")) else l for l in lines)  # magics are not Python
     try:
@@ -46,7 +47,10 @@ def without_comments(source: str) -> str:
                 lines[row - 1] = lines[row - 1][:col]
     except (tokenize.TokenError, IndentationError, SyntaxError):
         lines = [l.split("#", 1)[0] for l in lines]
-    return re.sub(r"[ \t]+", " ", "\n".join(l.rstrip() for l in lines if l.strip())).strip()
+    def normalised(line: str) -> str:
+        body = line.lstrip()
+        return line[:len(line) - len(body)] + re.sub(r"[ \t]+", " ", body.rstrip())
+    return "\n".join(normalised(l) for l in lines if l.strip())
 
 
 def same_code(a, b) -> bool:

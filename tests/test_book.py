@@ -115,6 +115,14 @@ def test_same_code(name):
                         f"translated):\n{diff}")
 
 
+def test_same_code_comparison():
+    """The comparison that stands in for running the Chinese twins: comments may differ, behaviour may not."""
+    en = "for x in xs:  # each one\n    y = f(x,  1)\n    print(y)\n"
+    assert without_comments(en) == without_comments("for x in xs:  # 逐个\n    y = f(x, 1)\n\n    print(y)\n")
+    assert without_comments(en) != without_comments("for x in xs:\n    y = f(x, 1)\nprint(y)\n")  # dedented
+    assert without_comments(en) != without_comments("for x in xs:\n    y = f(x, 2)\n    print(y)\n")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=nid)
 def test_valid_notebook(path):
     nb = notebook(path)

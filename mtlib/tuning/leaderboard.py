@@ -195,7 +195,7 @@ class Leaderboard:
 
     def probe_sizes(self) -> dict:
         """TREC questions per split for the forgetting probe (the whole split where not named)."""
-        return self.cfg.pick(smoke={"train": 60, "validation": 30, "test": 50}, local={"train": 2000})
+        return self.cfg.pick(smoke={"train": 30, "validation": 16, "test": 24}, local={"train": 2000})
 
     # ----------------------------------------------------------------------------------------------- runs
     def train_loader(self, seed: int, steps: int) -> DataLoader:
