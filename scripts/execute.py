@@ -9,6 +9,7 @@ notebook's metadata (`mtlib.seconds`), where the preface reads it; the preface r
     python scripts/execute.py 02-first-fine-tune   # chosen chapters (names, or paths as `make rehearse` takes)
 """
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -21,11 +22,28 @@ sys.path.insert(0, str(ROOT / "tests"))
 from notebooks import code_cells, same_code  # noqa: E402
 
 
+RUN_DEPENDENT = re.compile(r"^<[\w.]+ (object )?at 0x[0-9a-f]+>$")  # e.g. "<pandas.io.formats.style.Styler at 0x7f..>"
+
+
+def without_addresses(nb) -> int:
+    """Drop a rich output's plain-text fallback when it is only an object's address (a pandas Styler shows HTML and
+    falls back to `<... Styler at 0x7f...>`, which changes with every run); the number dropped."""
+    dropped = 0
+    for cell in code_cells(nb):
+        for output in cell.outputs:
+            data = output.get("data", {})
+            if len(data) > 1 and RUN_DEPENDENT.match("".join(data.get("text/plain", "")).strip()):
+                del data["text/plain"]
+                dropped += 1
+    return dropped
+
+
 def execute(path: Path) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     seconds = time.perf_counter() - start
+    without_addresses(nb)
     nb.metadata.pop("widgets", None)
     nb.metadata["mtlib"] = {"profile": os.environ["MTLIB_PROFILE"], "seconds": round(seconds)}  # the preface reads it
     nbformat.write(nb, path)

@@ -219,6 +219,9 @@ def test_stored_outputs(path):
                     problems.append(f"code cell {k} prints a traceback on stderr")
                 if re.search(r"\d+%\|", o.text):
                     problems.append(f"code cell {k} stores a text progress bar on stderr")
+            elif re.search(r" at 0x[0-9a-f]{6,}>", "".join(o.get("data", {}).get("text/plain", ""))):
+                problems.append(f"code cell {k} stores an object's address ({''.join(o.data['text/plain'])[:60]}), "
+                                "which changes with every run: scripts/execute.py drops such fallbacks")
             elif WIDGET_MIME in o.get("data", {}) and not static:
                 problems.append(f"code cell {k} shows an ipywidget ({', '.join(o.data)}) without a static fallback "
                                 "(an image or HTML output of its own in the same cell; the website cannot render "
