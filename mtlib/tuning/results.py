@@ -1,0 +1,128 @@
+"""Reading the results store (chapter 17; chapters 06-11 read their method's rows).
+
+The store (`mtlib.store`) holds one record per run. This module groups them as chapter 17 reads them: for every
+method and step budget, the first seed's validation loss at each rate tried, the rate the book's rule chose (the
+lowest validation loss; `leaderboard.rate_rule`), and the seeds run at that rate. Only records of the methods as
+`leaderboard.METHODS` defines them now, of the current run format and of one profile are read.
+
+    found = cells(Store())                      # {(method, steps): Cell}
+    summary(found)                              # one row per method and budget
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..store import SHIPPED, Store
+from .leaderboard import METHODS, PROBE, RUN_FORMAT, SEEDS, rate_rule
+from .task import paired_difference
+
+REFERENCE = "full fine-tuning"
+STEP_TIMES = SHIPPED.with_name("step_times.json")
+
+
+@dataclass
+class Cell:
+    """One method at one step budget."""
+
+    method: str
+    steps: int
+    losses: dict[float, float] = field(default_factory=dict)  # the first seed's validation loss at each rate tried
+    lr: float | None = None  # the rate the rule chose (None for the probe, which has no rate)
+    runs: list[dict] = field(default_factory=list)  # the values of each seed at that rate, in seed order
+
+    @property
+    def complete(self) -> bool:
+        return len(self.runs) == (1 if self.method == PROBE.name else len(SEEDS))
+
+    @property
+    def at_edge(self) -> bool:
+        """The chosen rate is the smallest or largest tried (the grid was extended as far as the script goes)."""
+        return self.lr is not None and rate_rule(self.losses)[1] is not None
+
+    def values(self, name: str) -> np.ndarray:
+        return np.array([run[name] for run in self.runs], dtype=float)
+
+    def correct(self) -> np.ndarray:
+        """Per-sentence test correctness, one row per seed."""
+        return np.array([[int(c) for c in run["test_correct"]] for run in self.runs])
+
+
+def current(key: dict, profile: str) -> bool:
+    """Whether a record's key describes a method as METHODS defines it now, in the current run format."""
+    method = METHODS.get(key["method"], PROBE if key["method"] == PROBE.name else None)
+    if method is None or key["profile"] != profile or key["versions"].get("run_format") != RUN_FORMAT:
+        return False
+    return method is PROBE or key["config"] == method.full_config()
+
+
+def cells(store: Store | None = None, profile: str = "local") -> dict[tuple[str, int], Cell]:
+    """The store's records grouped by (method, steps), each with its chosen rate and the seeds run at it."""
+    store = store if store is not None else Store()
+    records = [r for r in store if current(r["key"], profile)]
+    found: dict[tuple[str, int], Cell] = {}
+    for record in records:
+        key = record["key"]
+        cell = found.setdefault((key["method"], key["steps"]), Cell(key["method"], key["steps"]))
+        if key["lr"] is not None and key["seed"] == SEEDS[0]:
+            cell.losses[key["lr"]] = record["values"]["val_loss"]
+    for cell in found.values():
+        if cell.losses:
+            finite = {lr: loss if np.isfinite(loss) else np.inf for lr, loss in cell.losses.items()}
+            cell.lr = min(finite, key=finite.get)
+    for record in sorted(records, key=lambda r: r["key"]["seed"]):
+        key = record["key"]
+        cell = found[(key["method"], key["steps"])]
+        if key["lr"] == cell.lr:
+            cell.runs.append(record["values"])
+    return found
+
+
+def budgets(found: dict) -> list[int]:
+    """The step budgets at which every method has all its seeds."""
+    methods = {m for m, _ in found if m != PROBE.name}
+    steps = sorted({s for m, s in found if m != PROBE.name})
+    return [s for s in steps if all((m, s) in found and found[(m, s)].complete for m in methods)]
+
+
+def summary(found: dict, reference: str = REFERENCE) -> pd.DataFrame:
+    """One row per method and budget: the chosen rate, test accuracy over the seeds, its share of the reference's at
+    the same budget, the paired difference from the reference with its 95% interval over the test sentences, the
+    trainable parameters, forgetting (TREC probe points lost), memory and saved size."""
+    probe = found.get((PROBE.name, 0))
+    rows = []
+    for (method, steps), cell in sorted(found.items(), key=lambda item: (item[0][1], list(METHODS).index(item[0][0])
+                                                                          if item[0][0] in METHODS else -1)):
+        if not cell.complete or method == PROBE.name:
+            continue
+        test, ref = cell.values("test_accuracy"), found.get((reference, steps))
+        row = {"method": method, "steps": steps, "lr": cell.lr, "at edge": cell.at_edge, "seeds": len(cell.runs),
+               "test accuracy": test.mean(), "± sd": test.std(ddof=1),
+               "trainable": int(cell.runs[0]["trainable"]),
+               "trainable %": 100 * cell.runs[0]["trainable"] / cell.runs[0]["total"],
+               "forgetting": cell.values("forgetting").mean(), "forgetting sd": cell.values("forgetting").std(ddof=1),
+               "peak MiB": cell.values("peak_mib").mean(), "saved MiB": cell.runs[0]["saved_bytes"] / 2**20}
+        if ref is not None and ref.complete:
+            paired = paired_difference(cell.correct(), ref.correct())
+            row.update({"% of full": 100 * test.mean() / ref.values("test_accuracy").mean(),
+                        "vs full": 100 * paired["difference"], "low": 100 * paired["low"],
+                        "high": 100 * paired["high"]})
+        if probe is not None:
+            vs_probe = paired_difference(cell.correct(), probe.correct())
+            row.update({"vs probe": 100 * vs_probe["difference"], "probe low": 100 * vs_probe["low"],
+                        "probe high": 100 * vs_probe["high"]})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def step_times(path: Path = STEP_TIMES) -> dict[str, float]:
+    """Seconds per optimiser step of each method, measured side by side on an idle machine (`--time`): the median of
+    the rounds."""
+    if not Path(path).exists():
+        return {}
+    measured = json.loads(Path(path).read_text(encoding="utf-8"))["seconds_per_step"]
+    return {method: float(np.median(times)) for method, times in measured.items()}
