@@ -80,5 +80,16 @@ def test_summary_pairs_each_method_with_full_fine_tuning_and_the_probe(store):
     assert row["trainable %"] == pytest.approx(1.0) and row["seeds"] == len(SEEDS)
 
 
+def test_against_controls(store):
+    found = results.cells(store)
+    table = results.against_controls(found, "BitFit")
+    assert list(table.index) == [50] and table.index.name == "steps"
+    paired = paired_difference(found[("BitFit", 50)].correct(), found[("full fine-tuning", 50)].correct())
+    assert table.loc[50, "vs full fine-tuning"].startswith(f"{100 * paired['difference']:+.1f} [")
+    assert f"vs {PROBE.name}" in table and "head only" not in table  # a control the store lacks is left out
+    accuracy = found[("BitFit", 50)].values("test_accuracy")
+    assert table.loc[50, "BitFit"] == f"{accuracy.mean():.3f} ± {accuracy.std(ddof=1):.3f}"
+
+
 def test_step_times_without_a_measurement(tmp_path):
     assert results.step_times(tmp_path / "absent.json") == {}

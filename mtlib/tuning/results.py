@@ -119,6 +119,32 @@ def summary(found: dict, reference: str = REFERENCE) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def against_controls(found: dict, method: str, controls=(REFERENCE, "head only")) -> pd.DataFrame:
+    """One method against the controls at every stored budget (chapters 06-11, "At a longer budget"): test accuracy
+    (mean ± sd over the seeds) of the method, each control and the frozen probe, and the method's paired difference
+    from each, in points with its 95% interval over the test sentences."""
+    probe = found.get((PROBE.name, 0))
+    rows = {}
+    for steps in sorted(s for m, s in found if m == method and found[(m, s)].complete):
+        cell = found[(method, steps)]
+        row = {method: _mean_sd(cell)}
+        for other in (*controls, PROBE.name):
+            against = probe if other == PROBE.name else found.get((other, steps))
+            if against is None or not against.complete or other == method:
+                continue
+            row[other] = _mean_sd(against)
+            paired = paired_difference(cell.correct(), against.correct())
+            row[f"vs {other}"] = (f"{100 * paired['difference']:+.1f} [{100 * paired['low']:+.1f}, "
+                                  f"{100 * paired['high']:+.1f}]")
+        rows[steps] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("steps")
+
+
+def _mean_sd(cell: Cell) -> str:
+    test = cell.values("test_accuracy")
+    return f"{test.mean():.3f}" + (f" ± {test.std(ddof=1):.3f}" if len(test) > 1 else "")
+
+
 def step_times(path: Path = STEP_TIMES) -> dict[str, float]:
     """Seconds per optimiser step of each method, measured side by side on an idle machine (`--time`): the median of
     the rounds."""
