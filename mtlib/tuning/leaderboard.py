@@ -36,6 +36,7 @@ from ..params import count_parameters
 from ..train import fit, predict
 from . import adapters, bitfit, layerwise, lora, prefix, prompt
 from .common import save
+from .rates import rate_rule  # noqa: F401 (the store's script and chapter 17 read it here)
 from .task import BATCH_SIZE, MAX_LENGTH, mean_pooled_features
 
 TASK = "sst2-encoder"
@@ -280,26 +281,3 @@ def same_values(a: dict, b: dict) -> list[str]:
     skip = ("seconds", "peak_mib")
     return [name for name in sorted(set(a) | set(b)) if name not in skip and json.dumps(a.get(name)) !=
             json.dumps(b.get(name))]
-
-
-def next_rate(rate: float, up: bool) -> float:
-    """The next rate on the book's half-decade grid (1, 3, 10, 30, ... times a power of ten), up or down."""
-    exponent = int(np.floor(np.log10(rate) + 1e-9))
-    mantissa = round(rate / 10 ** exponent)
-    if mantissa not in (1, 3):
-        raise ValueError(f"{rate} is not on the half-decade grid (1 or 3 times a power of ten).")
-    if up:
-        return float(f"{3 * 10 ** exponent:.0e}") if mantissa == 1 else float(f"{10 ** (exponent + 1):.0e}")
-    return float(f"{10 ** exponent:.0e}") if mantissa == 3 else float(f"{3 * 10 ** (exponent - 1):.0e}")
-
-
-def rate_rule(losses: dict[float, float]) -> tuple[float, float | None]:
-    """The book's rate rule: the rate with the lowest validation loss. When it sits at an edge of the rates tried,
-    also the next rate beyond that edge, to try before the choice stands (None when the choice is interior)."""
-    finite = {lr: loss if np.isfinite(loss) else np.inf for lr, loss in losses.items()}  # a diverged run never wins
-    best = min(finite, key=finite.get)
-    if len(losses) > 1 and best == min(losses):
-        return best, next_rate(best, up=False)
-    if len(losses) > 1 and best == max(losses):
-        return best, next_rate(best, up=True)
-    return best, None

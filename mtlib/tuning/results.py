@@ -2,7 +2,7 @@
 
 The store (`mtlib.store`) holds one record per run. This module groups them as chapter 17 reads them: for every
 method and step budget, the first seed's validation loss at each rate tried, the rate the book's rule chose (the
-lowest validation loss; `leaderboard.rate_rule`), and the seeds run at that rate. Only records of the methods as
+lowest validation loss; `rates.rate_rule`), and the seeds run at that rate. Only records of the methods as
 `leaderboard.METHODS` defines them now, of the current run format and of one profile are read.
 
     found = cells(Store())                      # {(method, steps): Cell}
@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ..store import SHIPPED, Store
-from .leaderboard import METHODS, PROBE, RUN_FORMAT, SEEDS, rate_rule
+from .leaderboard import METHODS, PROBE, RUN_FORMAT, SEEDS
+from .rates import rate_rule
 from .task import paired_difference
 
 REFERENCE = "full fine-tuning"
