@@ -128,10 +128,10 @@ def test_key_from_another_setting_is_refused(board):
         board.run(key)
 
 
-def test_choose_rate_grows_the_grid_past_an_edge():
+def test_pick_rate_grows_the_grid_past_an_edge():
     from types import SimpleNamespace
 
-    from mtlib.tuning.rates import choose_rate
+    from mtlib.tuning.rates import pick_rate
 
     def run_at(loss_of):
         tried = []
@@ -145,13 +145,13 @@ def test_choose_rate_grows_the_grid_past_an_edge():
         return abs(np.log10(lr) + 2.2)  # lowest near 6e-3, above the grid
 
     run, tried = run_at(loss)
-    best, grid = choose_rate(run, (1e-4, 3e-4, 1e-3), extensions=2)  # two steps up, still at the edge: it stands
+    best, grid = pick_rate(run, (1e-4, 3e-4, 1e-3), extensions=2)  # two steps up, still at the edge: it stands
     assert tried == [1e-4, 3e-4, 1e-3, 3e-3, 1e-2] and best.lr == 1e-2 and [r.lr for r in grid] == tried
     run, tried = run_at(loss)
-    best, grid = choose_rate(run, (1e-4, 3e-4, 1e-3), extensions=3)  # the third step up is worse: 1e-2 is interior
+    best, grid = pick_rate(run, (1e-4, 3e-4, 1e-3), extensions=3)  # the third step up is worse: 1e-2 is interior
     assert tried == [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2] and best.lr == 1e-2
     run, tried = run_at(loss)
-    best, _ = choose_rate(run, (3e-3, 1e-2, 3e-2))  # interior at once: nothing more runs
+    best, _ = pick_rate(run, (3e-3, 1e-2, 3e-2))  # interior at once: nothing more runs
     assert tried == [3e-3, 1e-2, 3e-2] and best.lr == 1e-2
 
 

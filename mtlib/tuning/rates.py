@@ -34,7 +34,7 @@ def rate_rule(losses: dict[float, float]) -> tuple[float, float | None]:
     return best, None
 
 
-def choose_rate(run_at, rates, extensions: int = 2):
+def pick_rate(run_at, rates, extensions: int = 2):
     """The rule with its runs: `run_at(lr)` trains the first seed and returns a `task.Run`. Returns the chosen run and
     every run tried, by rate; the grid grows past an edge at most `extensions` times."""
     grid = {lr: run_at(lr) for lr in rates}
