@@ -1,10 +1,11 @@
-"""Adversarial perturbations in embedding space (chapter 15): FGM (one step, Miyato et al. 2017) and PGD (several
+"""Adversarial training (chapter 15): perturbations in embedding space, FGM (one step, Miyato et al. 2017) and PGD (several
 projected steps, Madry et al. 2018) on the input embeddings, the vectors the first layer reads.
 
 The perturbation is added to `inputs_embeds`, the token embeddings looked up for one batch: not to the embedding
 matrix (a decoder ties it to its output head, and a change there would move every sentence at once), not to the
 position embeddings, and not to the integer token ids (a small change to an id is another word, or no word: ids have
 no gradient). Padding positions are left alone. Each example's perturbation has an L2 norm of at most epsilon.
+Domain-adversarial training's gradient-reversal layer is here too.
 
     loss = adversarial_loss(model, batch, epsilon=1.0, steps=1)     # FGM: the loss at the perturbed embeddings
     fit(model, loader, loss_fn=lambda out, batch: out.loss + adversarial_loss(model, batch, 1.0))
@@ -50,3 +51,29 @@ def adversarial_loss(model: torch.nn.Module, batch: dict, epsilon: float, steps:
     _, delta = perturbation(model, batch, epsilon, steps, step_size)
     inputs = {k: v for k, v in batch.items() if k != "input_ids"}
     return model(inputs_embeds=model.get_input_embeddings()(batch["input_ids"]) + delta, **inputs).loss
+
+
+class GradientReversal(torch.autograd.Function):
+    """Identity on the way forward; the gradient times -lambda on the way back (Ganin et al. 2016): the features
+    learn to fool the domain classifier that sits behind it."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lam: float) -> torch.Tensor:
+        ctx.lam = lam
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return -ctx.lam * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, lam: float) -> torch.Tensor:
+    return GradientReversal.apply(x, lam)
+
+
+def reversal_weight(progress: float, gamma: float = 10.0) -> float:
+    """Ganin et al.'s schedule for lambda: 2 / (1 + exp(-gamma p)) - 1, from 0 at the start of training (p = 0) to
+    nearly 1 at its end (p = 1), so that the domain classifier's noisy early signal does not disturb the features."""
+    if not 0.0 <= progress <= 1.0:
+        raise ValueError(f"progress is the fraction of training done, between 0 and 1, got {progress}.")
+    return float(2.0 / (1.0 + torch.exp(torch.tensor(-gamma * progress))) - 1.0)

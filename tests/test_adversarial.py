@@ -49,3 +49,22 @@ def test_adversarial_loss_trains_the_model_and_its_embeddings():
 def test_clear_errors():
     with pytest.raises(ValueError, match="epsilon must be positive"):
         perturbation(tiny_bert(), padded(), epsilon=0.0)
+
+
+def test_gradient_reversal_is_identity_forward_and_minus_lambda_backward():
+    from mtlib.adversarial import reverse_gradient
+
+    x = torch.randn(3, 4, requires_grad=True)
+    y = reverse_gradient(x, 0.3)
+    torch.testing.assert_close(y, x)
+    (y * torch.arange(4.0)).sum().backward()
+    torch.testing.assert_close(x.grad, -0.3 * torch.arange(4.0).expand(3, 4))
+
+
+def test_reversal_weight_schedule():
+    from mtlib.adversarial import reversal_weight
+
+    assert reversal_weight(0.0) == 0.0 and 0.99 < reversal_weight(1.0) < 1.0
+    assert reversal_weight(0.1) < reversal_weight(0.5) < reversal_weight(0.9)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        reversal_weight(1.5)
