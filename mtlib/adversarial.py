@@ -1,5 +1,5 @@
-"""Adversarial training (chapter 15): perturbations in embedding space, FGM (one step, Miyato et al. 2017) and PGD (several
-projected steps, Madry et al. 2018) on the input embeddings, the vectors the first layer reads.
+"""Adversarial training (chapter 15): perturbations in embedding space, FGM (one step, Miyato et al. 2017) and PGD
+(several projected steps, Madry et al. 2018) on the input embeddings, the vectors the first layer reads.
 
 The perturbation is added to `inputs_embeds`, the token embeddings looked up for one batch: not to the embedding
 matrix (a decoder ties it to its output head, and a change there would move every sentence at once), not to the
