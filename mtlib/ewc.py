@@ -81,8 +81,8 @@ class EWC:
                                   for name, anchor in self.anchor.items())
 
     def consolidate(self, model: torch.nn.Module, fisher: dict[str, torch.Tensor], gamma: float = 1.0) -> None:
-        """Online EWC (Huszar 2018; Schwarz et al. 2018): after another task, one penalty, its Fisher the decayed old one
-        plus the new, centred on the latest weights (not one penalty per task)."""
+        """Online EWC (Huszar 2018; Schwarz et al. 2018): after another task, one penalty, its Fisher the decayed old
+        one plus the new, centred on the latest weights (not one penalty per task)."""
         params = dict(model.named_parameters())
         self.fisher = {name: gamma * f + fisher[name] for name, f in self.fisher.items()}
         self.anchor = {name: params[name].detach().clone() for name in self.fisher}
