@@ -71,10 +71,11 @@ def test_summary_pairs_each_method_with_full_fine_tuning_and_the_probe(store):
     found = results.cells(store)
     row = results.summary(found).set_index("method").loc["BitFit"]
     bitfit, full, probe = found[("BitFit", 50)], found[("full fine-tuning", 50)], found[(PROBE.name, 0)]
-    expected = paired_difference(bitfit.correct(), full.correct())
+    expected = results.seeds_and_sentences(bitfit.correct(), full.correct())
     assert row["vs full"] == pytest.approx(100 * expected["difference"])
     assert row["low"] == pytest.approx(100 * expected["low"]) and row["low"] <= row["vs full"] <= row["high"]
     assert row["vs probe"] == pytest.approx(100 * paired_difference(bitfit.correct(), probe.correct())["difference"])
+    assert row["later seeds"] == pytest.approx(bitfit.values("test_accuracy")[1:].mean())
     assert row["% of full"] == pytest.approx(100 * bitfit.values("test_accuracy").mean()
                                              / full.values("test_accuracy").mean())
     assert row["trainable %"] == pytest.approx(1.0) and row["seeds"] == len(SEEDS)
@@ -84,11 +85,29 @@ def test_against_controls(store):
     found = results.cells(store)
     table = results.against_controls(found, "BitFit")
     assert list(table.index) == [50] and table.index.name == "steps"
-    paired = paired_difference(found[("BitFit", 50)].correct(), found[("full fine-tuning", 50)].correct())
+    paired = results.seeds_and_sentences(found[("BitFit", 50)].correct(), found[("full fine-tuning", 50)].correct())
     assert table.loc[50, "vs full fine-tuning"].startswith(f"{100 * paired['difference']:+.1f} [")
     assert f"vs {PROBE.name}" in table and "head only" not in table  # a control the store lacks is left out
     accuracy = found[("BitFit", 50)].values("test_accuracy")
     assert table.loc[50, "BitFit"] == f"{accuracy.mean():.3f} ± {accuracy.std(ddof=1):.3f}"
+
+
+def test_seeds_and_sentences_widens_when_a_seed_collapses():
+    rng = np.random.default_rng(1)
+    steady = (rng.random((3, 2000)) < 0.85).astype(int)
+    other = (rng.random((3, 2000)) < 0.80).astype(int)
+    both = results.seeds_and_sentences(steady, other)
+    sentences = paired_difference(steady, other)
+    assert both["difference"] == pytest.approx(sentences["difference"])
+    assert both["high"] - both["low"] < 1.6 * (sentences["high"] - sentences["low"])  # alike seeds: about as wide
+    collapsed = other.copy()
+    collapsed[1] = 0  # one seed at chance... here below it: every sentence wrong
+    both = results.seeds_and_sentences(steady, collapsed)
+    sentences = paired_difference(steady, collapsed)
+    assert both["high"] - both["low"] > 3 * (sentences["high"] - sentences["low"])
+    assert both["low"] <= both["difference"] <= both["high"]
+    with pytest.raises(ValueError, match="different test sets"):
+        results.seeds_and_sentences(steady, other[:, :10])
 
 
 def test_step_times_without_a_measurement(tmp_path):

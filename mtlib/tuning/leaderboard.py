@@ -138,8 +138,18 @@ def versions() -> dict:
             "numpy": np.__version__, "sklearn": sklearn.__version__}
 
 
+def source_sha256() -> str:
+    """The sha256 of mtlib's Python source as it is now (for provenance: which code computed a record)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def provenance(command: str) -> dict:
-    """Where and when a record was computed."""
+    """Where and when a record was computed: take it when the computing process starts, before the code can change
+    under it (the commit, "-dirty" with uncommitted changes, and the hash of mtlib's source), and set the date per
+    record."""
     try:  # "-dirty" when the working tree had changes that no commit holds
         commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], capture_output=True,
                                 text=True, timeout=10, cwd=Path(__file__).parent).stdout.strip()
@@ -151,7 +161,8 @@ def provenance(command: str) -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"commit": commit, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cpu": cpu, "command": command}
+    return {"commit": commit, "mtlib_sha256": source_sha256(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "cpu": cpu, "command": command}
 
 
 class Leaderboard:
