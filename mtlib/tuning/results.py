@@ -125,7 +125,7 @@ def summary(found: dict, reference: str = REFERENCE) -> pd.DataFrame:
                "trainable %": 100 * cell.runs[0]["trainable"] / cell.runs[0]["total"],
                "forgetting": cell.values("forgetting").mean(), "forgetting sd": cell.values("forgetting").std(ddof=1),
                "peak MiB": cell.values("peak_mib").mean(), "saved MiB": cell.runs[0]["saved_bytes"] / 2**20}
-        if ref is not None and ref.complete:
+        if ref is not None and ref.complete and method != reference:
             paired = seeds_and_sentences(cell.correct(), ref.correct())
             row.update({"% of full": 100 * test.mean() / ref.values("test_accuracy").mean(),
                         "vs full": 100 * paired["difference"], "low": 100 * paired["low"],
