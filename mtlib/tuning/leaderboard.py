@@ -36,7 +36,6 @@ from ..params import count_parameters
 from ..train import fit, predict
 from . import adapters, bitfit, layerwise, lora, prefix, prompt
 from .common import save
-from .rates import rate_rule  # noqa: F401 (the store's script and chapter 17 read it here)
 from .task import BATCH_SIZE, MAX_LENGTH, mean_pooled_features
 
 TASK = "sst2-encoder"
