@@ -112,14 +112,15 @@ def test_an_optimiser_built_before_unfreezing_never_updates_the_block_and_depth_
 def test_the_fixed_task_runs_a_technique_and_reports_every_column():
     cfg = mtlib.setup(profile="smoke", verbose=False)
     fixed = task.SST2Task(cfg)
-    assert [len(fixed.ds[s]) for s in ("train", "validation", "test")] == [128, 32, 64]
+    assert [len(fixed.ds[s]) for s in ("train", "validation", "test")] == [64, 16, 32]  # the store's smoke sample
     first = [b["input_ids"].tolist() for b in fixed.loaders(0)["train"]]
     assert first == [b["input_ids"].tolist() for b in fixed.loaders(0)["train"]]  # the same batches every run
     run = fixed.run("BitFit", bitfit.apply, lr=3e-3, seed=0)
     model = fixed.model(0)
     biases = sum(p.numel() for n, p in model.named_parameters() if n.endswith(".bias"))
     assert run.trainable == biases + model.classifier.weight.numel()
-    assert len(run.history.steps) == fixed.steps == len(fixed.loaders(0)["train"])  # one epoch under smoke
+    assert len(run.history.steps) == fixed.steps == len(fixed.loaders(0)["train"])  # the budget, across epochs
+    assert fixed.epochs == fixed.steps * task.BATCH_SIZE / 64
     assert 0 <= run.test_accuracy <= 1 and run.seconds_per_step > 0 and run.saved_bytes > 4 * run.trainable
     table = task.compare([run, fixed.run("BitFit", bitfit.apply, lr=3e-3, seed=1)])
     assert table.loc["BitFit", "seeds"] == 2 and table.loc["BitFit", "± sd"] >= 0
@@ -128,6 +129,45 @@ def test_the_fixed_task_runs_a_technique_and_reports_every_column():
     assert list(table.columns) == ["lr", "seeds", "validation accuracy", "test accuracy", "± sd",
                                    "trainable parameters", "trainable %", "s / step", "peak memory (MiB)",
                                    "saved (MiB)"]
+
+
+def test_the_fixed_task_is_the_stores_setting(tmp_path):
+    """A chapter's live run gives the store's record exactly; the controls come from the store where it holds them
+    (at the rate its rule chose) and are trained otherwise."""
+    from mtlib.store import Store
+    from mtlib.tuning.leaderboard import METHODS, PROBE, SEEDS, provenance
+    from mtlib.tuning.rates import rate_rule
+
+    cfg = mtlib.setup(profile="smoke", verbose=False)
+    store = Store(tmp_path / "store.jsonl")
+    fixed = task.SST2Task(cfg, store=store)
+    board, method = fixed.board, METHODS["BitFit"]
+    assert fixed.stored("BitFit") is None  # an empty store: nothing to read
+    made = provenance("test")
+    first = {lr: board.key(method, lr, SEEDS[0], fixed.steps) for lr in method.rates}
+    for key in first.values():  # the first seed at every rate of the grid ...
+        store.add(key, board.run(key), made)
+    assert fixed.stored("BitFit") is None  # incomplete: the other seeds are missing
+    chosen = rate_rule({lr: store.get(key)["values"]["val_loss"] for lr, key in first.items()})[0]
+    for seed in SEEDS[1:]:  # ... then the other seeds at the rate the rule chose
+        key = board.key(method, chosen, seed, fixed.steps)
+        store.add(key, board.run(key), made)
+    cell = fixed.stored("BitFit")
+    assert cell is not None and cell.lr == chosen and len(cell.runs) == len(SEEDS)
+
+    live = fixed.run("BitFit", bitfit.apply, lr=cell.lr, seed=SEEDS[1])
+    assert "".join(str(int(c)) for c in live.test_correct) == cell.runs[1]["test_correct"]  # the record, exactly
+    assert live.history.steps == pytest.approx(cell.runs[1]["train_loss"], abs=1e-5)
+
+    read = fixed.controls(names=("BitFit",))
+    assert [r.seed for r in read] == list(SEEDS) and {r.lr for r in read} == {cell.lr}
+    assert [r.test_accuracy for r in read] == pytest.approx(list(cell.values("test_accuracy")))
+    trained = fixed.controls(names=("head only",), seeds=[0])  # not in the store: trained here
+    assert len(trained) == 1 and trained[0].lr == METHODS["head only"].rates[1]
+    assert list(task.compare(read + trained).index) == ["BitFit", "head only"]
+
+    store.add(board.key(PROBE, None, 0, 0), board.run_probe(), made)
+    assert fixed.probe().tolist() == [float(c) for c in store.get(board.key(PROBE, None, 0, 0))["values"]["test_correct"]]
 
 
 def test_paired_difference_is_exact_for_a_constant_gap_and_refuses_other_test_sets():

@@ -22,6 +22,7 @@ import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -180,20 +181,27 @@ class Leaderboard:
         for split in ("validation", "test"):  # sorted by length: less padding, and no score depends on the order
             order = np.argsort([len(ids) for ids in self.tokens[split]["input_ids"]], kind="stable")
             self.tokens[split] = self.tokens[split].select(order)
+            ds[split] = ds[split].select(order)
+        self.ds = ds  # the sentences, in the order of the scored loaders
         self.collator = DataCollatorWithPadding(self.tokenizer)
         self.scored = {split: DataLoader(self.tokens[split], batch_size=BATCH_SIZE, collate_fn=self.collator)
                        for split in ("validation", "test")}
         self.sizes = {split: len(part) for split, part in self.tokens.items()}
-        checkpoint = zoo.checkpoint("encoder", cfg)
-        if not Path(checkpoint).is_dir():  # a hub id: its snapshot folder in the Hugging Face cache
-            from huggingface_hub import snapshot_download
-            checkpoint = snapshot_download(checkpoint)
-        self.checkpoint = {"name": "all-MiniLM-L6-v2" if cfg.offline and "encoder" not in cfg.models else checkpoint,
-                           "sha256": folder_sha256(checkpoint)}
         self.data_files = [f.sha256 for f in data.REGISTRY["sst2"].files]
         self._probe = None
 
     # ------------------------------------------------------------------------------------------------ keys
+    @cached_property
+    def checkpoint(self) -> dict:
+        """The encoder's name and the hash of its files, computed when a key first needs it (a chapter that only
+        trains on the task never downloads a hub snapshot)."""
+        checkpoint = zoo.checkpoint("encoder", self.cfg)
+        if not Path(checkpoint).is_dir():  # a hub id: its snapshot folder in the Hugging Face cache
+            from huggingface_hub import snapshot_download
+            checkpoint = snapshot_download(checkpoint)
+        name = "all-MiniLM-L6-v2" if self.cfg.offline and "encoder" not in self.cfg.models else checkpoint
+        return {"name": name, "sha256": folder_sha256(checkpoint)}
+
     def key(self, method: Method, lr: float | None, seed: int, steps: int) -> dict:
         """Everything that determines a run."""
         return {"task": TASK, "method": method.name, "technique": method.technique, "config": method.full_config(),
@@ -258,13 +266,19 @@ class Leaderboard:
         optimizer = self.prepare(method, model, key["lr"], key["steps"])
         return self.train_and_measure(model, key["lr"], key["seed"], key["steps"], optimizer)
 
+    def train(self, model: torch.nn.Module, lr: float, seed: int, steps: int, optimizer=None):
+        """Train a prepared model on `seed`'s batches for `steps` at `lr` with the store's recipe; returns `fit`'s
+        history and the time and memory it used."""
+        with measure.usage(self.cfg.device) as used, self.autocast():
+            history = fit(model, self.train_loader(seed, steps), self.scored["validation"], epochs=1, lr=lr,
+                          optimizer=optimizer, verbose=False)
+        return history, used
+
     def train_and_measure(self, model: torch.nn.Module, lr: float, seed: int, steps: int, optimizer=None) -> dict:
         """Train a prepared model (a technique applied, or a chapter's own preparation) on `seed`'s batches for
         `steps` at `lr` with the store's recipe, then measure it as a record's values: validation and test scores,
         per-sentence test correctness, the loss curve, sizes, memory, time and forgetting."""
-        with measure.usage(self.cfg.device) as used, self.autocast():
-            history = fit(model, self.train_loader(seed, steps), self.scored["validation"], epochs=1, lr=lr,
-                          optimizer=optimizer, verbose=False)
+        history, used = self.train(model, lr, seed, steps, optimizer)
         with self.autocast():
             test = predict(model, self.scored["test"], self.cfg.device)
         counted = count_parameters(model)

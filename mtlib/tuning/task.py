@@ -1,17 +1,17 @@
-"""The fixed task of Part II (chapters 06-11 and 17): the encoder on SST-2 with chapter 02's recipe; and the decoder's
-setting of chapters 10 and 11 (`LabelWordTask`), where prompt and prefix tuning train through label words.
+"""The fixed task of Part II (chapters 06-11 and 17): the encoder on SST-2 with chapter 02's recipe, in the results
+store's setting; and the decoder's setting of chapters 10 and 11 (`LabelWordTask`), where prompt and prefix tuning
+train through label words.
 
-Every technique chapter trains on the same sample, with the same seeds, batches and step budget, and reports the
-same columns, so that their tables line up:
+Every technique chapter trains on the whole splits (6,920 training, 872 validation and 1,821 test sentences), with
+the same seeds, batches and step budget as the store, and reports the same columns, so that their tables line up
+with each other and with chapter 17:
 
-    task = tuning.task.SST2Task(cfg)
-    run = task.run("LoRA r=8", lambda model: lora.apply(model, lora.LoraConfig()), lr=3e-3, seed=0)
-    tuning.task.compare([run, ...])
+    fixed = tuning.task.SST2Task(cfg)
+    runs = [fixed.run("LoRA r=8", lambda model: lora.apply(model, lora.LoraConfig()), lr=1e-2, seed=s) for s in (0, 1, 2)]
+    tuning.task.compare(fixed.controls() + runs)
 
-Each method gets its own learning rate, chosen on the validation split (parameter-efficient methods need rates
-10-30x full fine-tuning's); the test split is read once per run and compared only between rates chosen that way.
-The sample is chapter 02's in every profile: under `full` (BERT-base on a GPU) the whole splits, 6,920 training
-sentences and three epochs, about 650 steps a run.
+Each method gets its own learning rate by the book's rule (`rates`, stated in chapter 06); the test split is read
+once per run and compared only between rates chosen that way.
 """
 from __future__ import annotations
 
@@ -53,77 +53,110 @@ class Run:
 
 
 class SST2Task:
-    """Chapter 02's data, batches and budget; `run` trains a fresh model prepared by a technique and measures it."""
+    """Part II's fixed task: the results store's setting (`leaderboard.Leaderboard`, chapter 17) at a chapter's budget.
 
-    def __init__(self, cfg: runtime.Config):
-        self.cfg = cfg
-        sst2 = data.load_dataset("sst2", seed=cfg.seed)
-        self.label_names = data.label_names(sst2)
-        self.ds = data.sample(sst2, seed=cfg.seed,
-                              train=cfg.pick(smoke=128, local=800, full=None),
-                              validation=cfg.pick(smoke=32, local=256, full=None),
-                              test=cfg.pick(smoke=64, local=872, full=None))
-        self.tokenizer = zoo.load_tokenizer("encoder", cfg)
-        for split in ("validation", "test"):  # sorted by length: less padding, and no score depends on the order
-            lengths = [len(ids) for ids in self.tokenizer(list(self.ds[split]["text"]))["input_ids"]]
-            self.ds[split] = self.ds[split].select(np.argsort(lengths, kind="stable"))
-        self.epochs = cfg.pick(smoke=1, local=2, full=3)
-        self.full_lr = cfg.pick(smoke=3e-4, local=3e-4, full=5e-5)  # chapter 02's choice on validation
-        self._loaders = {}
+    The encoder on the whole SST-2 splits with chapter 02's recipe, for a budget of optimiser steps (50 under `local`,
+    about three epochs under `full`). A chapter trains its own method live with `run`, which gives exactly the
+    store's record for the same method, rate and seed, and reads the controls the store already holds with `stored`
+    (under a profile the store has no rows for, `controls` trains them).
+    """
+
+    def __init__(self, cfg: runtime.Config, steps: int | None = None, store=None):
+        from .leaderboard import Leaderboard
+
+        self.cfg, self.store = cfg, store  # store: a `mtlib.store.Store`; None reads the one shipped with mtlib
+        self.board = Leaderboard(cfg)
+        self.ds, self.tokenizer, self.label_names = self.board.ds, self.board.tokenizer, self.board.label_names
+        self.steps = steps or cfg.pick(smoke=4, local=50, full=650)
 
     def loaders(self, seed: int) -> dict:
-        """The loaders of `seed`: its training batches (grouped by length, as in chapter 02), reset to their start."""
-        if seed not in self._loaders:
-            self._loaders[seed] = data.make_loaders(self.ds, self.tokenizer, batch_size=BATCH_SIZE,
-                                                    max_length=MAX_LENGTH, seed=seed, group_by_length=True)
-        self._loaders[seed]["train"].batch_sampler.generator.manual_seed(seed)
-        return self._loaders[seed]
+        """`seed`'s training batches for the budget (grouped by length, as in chapter 02), and the scored splits."""
+        return {"train": self.board.train_loader(seed, self.steps), **self.board.scored}
 
     @property
-    def steps(self) -> int:
-        """Optimiser steps per run."""
-        return self.epochs * len(self.loaders(0)["train"])
+    def epochs(self) -> float:
+        """Passes over the training split in one run."""
+        return self.steps * BATCH_SIZE / len(self.ds["train"])
 
     def model(self, seed: int) -> torch.nn.Module:
         """A freshly loaded classifier; `seed` fixes its new head's initial weights (and dropout)."""
-        runtime.seed_everything(seed)
-        return zoo.load_model("encoder", self.cfg, num_labels=len(self.label_names))
+        return self.board.model(seed)
 
-    def probe(self) -> np.ndarray:
-        """The practitioner's cheapest control (chapter 07): a logistic regression on the frozen encoder's mean-pooled
-        token states, its C chosen on the validation split. Returns its per-sentence test correctness, as
-        `Run.test_correct`, for `paired_difference`.
-        """
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
+    def stored(self, method: str, steps: int | None = None):
+        """The store's cell (`results.Cell`: chosen rate, one record per seed) of `method` at this budget, or None
+        where the store holds no complete cell for this profile."""
+        from .results import cells
 
-        body = self.model(seed=0).base_model  # the checkpoint's encoder; the head is not used
-        features = {split: mean_pooled_features(body, loader, self.cfg.device)
-                    for split, loader in self.loaders(seed=0).items()}
-        candidates = [make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(*features["train"])
-                      for c in (0.01, 0.1, 1.0)]
-        best = max(candidates, key=lambda candidate: candidate.score(*features["validation"]))
-        return (best.predict(features["test"][0]) == features["test"][1]).astype(float)
+        cell = cells(self.store, profile=self.cfg.profile).get((method, steps or self.steps))
+        return cell if cell is not None and cell.complete else None
 
-    def run(self, name: str, prepare, lr: float, seed: int, keep_model: bool = False, optimizer=None,
-            **fit_args) -> Run:
+    @property
+    def full_lr(self) -> float:
+        """Full fine-tuning's rate: the store's choice at this budget, or the profile's (chapter 02's) without it."""
+        cell = self.stored("full fine-tuning")
+        return cell.lr if cell is not None else self.cfg.pick(smoke=3e-4, local=3e-4, full=5e-5)
+
+    def run(self, name: str, prepare, lr: float, seed: int, keep_model: bool = False, optimizer=None) -> Run:
         """Load a fresh model, `prepare(model)` it (apply a technique, freeze layers; None: full fine-tuning),
-        train it on `seed`'s batches at `lr`, and score it on the validation and test splits.
+        train it on `seed`'s batches for the budget at `lr`, and score it on the validation and test splits.
 
         `optimizer(model)`, when given, builds the optimiser after `prepare` (e.g. over parameter groups with their
-        own rates, chapter 06); otherwise `fit` builds AdamW. `fit_args` go to `fit` as they are.
+        own rates, chapter 06); otherwise `fit` builds AdamW.
         """
         model = self.model(seed)
         if prepare is not None:
             prepare(model)
-        if optimizer is not None:
-            fit_args["optimizer"] = optimizer(model)
-        loaders = self.loaders(seed)
-        with measure.usage(self.cfg.device) as used:
-            history = fit(model, loaders["train"], loaders["validation"], epochs=self.epochs, lr=lr,
-                          verbose=False, **fit_args)
-        return scored(name, model, history, used, loaders["test"], lr, seed, self.cfg.device, keep_model)
+        history, used = self.board.train(model, lr, seed, self.steps,
+                                         optimizer(model) if optimizer is not None else None)
+        return scored(name, model, history, used, self.board.scored["test"], lr, seed, self.cfg.device, keep_model)
+
+    def controls(self, names=("full fine-tuning", "head only"), seeds=None) -> list[Run]:
+        """The controls of every Part II table, one `Run` per seed: read from the store where it holds them at this
+        budget (the rate its rule chose), trained here otherwise, at full fine-tuning's rate or the middle of the
+        method's grid (`leaderboard.METHODS`)."""
+        from .leaderboard import METHODS, SEEDS
+        from .results import step_times
+
+        runs = []
+        for name in names:
+            cell = self.stored(name)
+            if cell is not None:
+                runs += [stored_run(name, cell.lr, seed, values, step_times().get(name))
+                         for seed, values in zip(SEEDS, cell.runs)]
+                continue
+            method = METHODS[name]
+            lr = self.full_lr if name == "full fine-tuning" else method.rates[len(method.rates) // 2]
+            for seed in seeds or SEEDS:
+                model = self.model(seed)
+                optimizer = self.board.prepare(method, model, lr, self.steps)
+                history, used = self.board.train(model, lr, seed, self.steps, optimizer)
+                runs.append(scored(name, model, history, used, self.board.scored["test"], lr, seed, self.cfg.device,
+                                   keep_model=False))
+        return runs
+
+    def probe(self) -> np.ndarray:
+        """The practitioner's cheapest control (chapter 07): a logistic regression on the frozen encoder's mean-pooled
+        token states, its C chosen on the validation split; from the store where it holds it. Returns its
+        per-sentence test correctness, as `Run.test_correct`, for `paired_difference`."""
+        from .leaderboard import PROBE
+
+        cell = self.stored(PROBE.name, steps=0)
+        values = cell.runs[0] if cell is not None else self.board.run_probe()
+        return np.array([int(c) for c in values["test_correct"]], dtype=float)
+
+
+def stored_run(name: str, lr: float, seed: int, values: dict, seconds_per_step: float | None) -> Run:
+    """A store record as a `Run` for `compare`: its time per step is the one measured side by side on an idle machine
+    (`results.step_times`) where given, since records were not timed alone."""
+    epoch = {"epoch": 1, "val_loss": values["val_loss"], "val_accuracy": values["val_accuracy"],
+             "seconds": values["seconds"]}
+    steps = len(values["train_loss"])
+    correct = np.array([int(c) for c in values["test_correct"]], dtype=float)
+    return Run(name=name, lr=lr, seed=seed, history=History(epochs=[epoch], steps=list(values["train_loss"])),
+               val_accuracy=values["val_accuracy"], test_accuracy=float(correct.mean()), test_correct=correct,
+               trainable=values["trainable"], total=values["total"],
+               seconds_per_step=seconds_per_step or values["seconds"] / steps, peak_mib=values["peak_mib"],
+               saved_bytes=values["saved_bytes"])
 
 
 class LabelWordTask:
