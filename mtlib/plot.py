@@ -83,3 +83,32 @@ def sweep(x, ys: dict, xlabel: str, ylabel: str, ax=None, logx: bool = False, ti
         ax.legend()
     ax.grid(alpha=0.3)
     return ax
+
+
+def against_budget(found: dict, methods, ax=None, title: str = "Test accuracy against the step budget"):
+    """Test accuracy of `methods` at every step budget of the results store (`results.cells`): the mean of the seeds
+    as a line, each seed as a dot, the frozen probe as a dashed line (chapters 06-11, "At a longer budget"; 17)."""
+    from .tuning.leaderboard import PROBE
+
+    ax = ax or plt.subplots(figsize=(6.5, 3.8))[1]
+    shown = []
+    for name in methods:
+        cells = sorted((steps, cell) for (method, steps), cell in found.items() if method == name and cell.complete)
+        if not cells:
+            raise ValueError(f"The store holds no complete cell of {name!r}: known methods are "
+                             f"{sorted({m for m, _ in found if m != PROBE.name})}.")
+        steps = [s for s, _ in cells]
+        line, = ax.plot(steps, [c.values("test_accuracy").mean() for _, c in cells], marker="o", label=name)
+        for s, cell in cells:
+            ax.scatter([s] * len(cell.runs), cell.values("test_accuracy"), color=line.get_color(), s=12, alpha=0.5)
+        shown += steps
+    probe = found.get((PROBE.name, 0))
+    if probe is not None and probe.complete:
+        ax.axhline(probe.values("test_accuracy")[0], color="grey", linestyle="--", label="frozen probe")
+    budgets = sorted(set(shown))
+    ax.set(xscale="log", xlabel="optimiser steps (batches of 32)", ylabel="test accuracy", title=title)
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.minorticks_off()
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax

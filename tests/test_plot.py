@@ -145,3 +145,23 @@ def test_sweep_one_line():
 def test_sweep_bad_shape():
     with pytest.raises(ValueError):
         plot.sweep([1, 2, 3], {"acc": [0.5, 0.6]}, "x", "y")
+
+
+def test_against_budget_draws_seeds_means_and_the_probe():
+    from mtlib.tuning.leaderboard import PROBE
+    from mtlib.tuning.results import Cell
+
+    found = {("full fine-tuning", 50): Cell("full fine-tuning", 50, lr=3e-4, runs=[{"test_accuracy": a} for a in
+                                                                                  (0.80, 0.82, 0.84)]),
+             ("full fine-tuning", 200): Cell("full fine-tuning", 200, lr=1e-4, runs=[{"test_accuracy": a} for a in
+                                                                                    (0.88, 0.88, 0.88)]),
+             ("BitFit", 50): Cell("BitFit", 50, lr=1e-2, runs=[{"test_accuracy": 0.7}]),  # incomplete: left out
+             (PROBE.name, 0): Cell(PROBE.name, 0, runs=[{"test_accuracy": 0.81}])}
+    ax = plot.against_budget(found, ["full fine-tuning"])
+    line = ax.get_lines()[0]
+    assert list(line.get_xdata()) == [50, 200] and list(line.get_ydata()) == pytest.approx([0.82, 0.88])
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 6  # every seed a dot
+    assert ax.get_lines()[1].get_ydata()[0] == pytest.approx(0.81)  # the probe
+    with pytest.raises(ValueError, match="no complete cell of 'BitFit'"):
+        plot.against_budget(found, ["BitFit"])
+    plt.close("all")

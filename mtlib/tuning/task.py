@@ -31,6 +31,7 @@ from .common import save
 
 BATCH_SIZE = 32
 MAX_LENGTH = 64
+LOCAL_STEPS = 50  # the budget of Part II's live runs under `local`: the results store's shortest
 
 
 @dataclass
@@ -67,7 +68,7 @@ class SST2Task:
         self.cfg, self.store = cfg, store  # store: a `mtlib.store.Store`; None reads the one shipped with mtlib
         self.board = Leaderboard(cfg)
         self.ds, self.tokenizer, self.label_names = self.board.ds, self.board.tokenizer, self.board.label_names
-        self.steps = steps or cfg.pick(smoke=4, local=50, full=650)
+        self.steps = steps or cfg.pick(smoke=4, local=LOCAL_STEPS, full=650)
 
     def loaders(self, seed: int) -> dict:
         """`seed`'s training batches for the budget (grouped by length, as in chapter 02), and the scored splits."""
@@ -82,12 +83,12 @@ class SST2Task:
         """A freshly loaded classifier; `seed` fixes its new head's initial weights (and dropout)."""
         return self.board.model(seed)
 
-    def stored(self, method: str, steps: int | None = None):
+    def stored(self, method: str, steps: int | None = None, profile: str | None = None):
         """The store's cell (`results.Cell`: chosen rate, one record per seed) of `method` at this budget, or None
         where the store holds no complete cell for this profile."""
         from .results import cells
 
-        cell = cells(self.store, profile=self.cfg.profile).get((method, steps or self.steps))
+        cell = cells(self.store, profile=profile or self.cfg.profile).get((method, steps or self.steps))
         return cell if cell is not None and cell.complete else None
 
     @property
@@ -109,6 +110,29 @@ class SST2Task:
         history, used = self.board.train(model, lr, seed, self.steps,
                                          optimizer(model) if optimizer is not None else None)
         return scored(name, model, history, used, self.board.scored["test"], lr, seed, self.cfg.device, keep_model)
+
+    def record(self, method: str, lr: float, seed: int) -> dict | None:
+        """The store's record of `method` at `lr` and `seed` at this budget under exactly this setting (checkpoint,
+        threads, versions: `leaderboard.Leaderboard.key`), or None. Where it exists, a live run must equal it."""
+        from ..store import Store
+        from .leaderboard import METHODS
+
+        store = self.store if self.store is not None else Store()
+        return store.get(self.board.key(METHODS[method], lr, seed, self.steps))
+
+    def rate(self, method: str, run_at, rates=None) -> float:
+        """`method`'s rate by the book's rule (`rates.pick_rate`, stated in chapter 06): the store's choice at this
+        budget where it holds the cell (under `smoke`, the `local` profile's choice), otherwise the rule run here
+        with `run_at(lr)` (the first seed's run) over `rates` (default: the method's grid, `leaderboard.METHODS`)."""
+        from .leaderboard import METHODS
+        from .rates import pick_rate
+
+        cell = self.stored(method)
+        if cell is None and (self.cfg.profile == "smoke" or self.cfg.rehearsal):
+            cell = self.stored(method, LOCAL_STEPS, "local")  # a few tiny steps cannot choose a rate: local's choice
+        if cell is not None:
+            return cell.lr
+        return pick_rate(run_at, rates or METHODS[method].rates)[0].lr
 
     def controls(self, names=("full fine-tuning", "head only"), seeds=None) -> list[Run]:
         """The controls of every Part II table, one `Run` per seed: read from the store where it holds them at this
@@ -148,8 +172,8 @@ class SST2Task:
 def stored_run(name: str, lr: float, seed: int, values: dict, seconds_per_step: float | None) -> Run:
     """A store record as a `Run` for `compare`: its time per step is the one measured side by side on an idle machine
     (`results.step_times`) where given, since records were not timed alone."""
-    epoch = {"epoch": 1, "val_loss": values["val_loss"], "val_accuracy": values["val_accuracy"],
-             "seconds": values["seconds"]}
+    epoch = {"epoch": 1, "train_loss": float(np.mean(values["train_loss"])), "val_loss": values["val_loss"],
+             "val_accuracy": values["val_accuracy"], "seconds": values["seconds"]}
     steps = len(values["train_loss"])
     correct = np.array([int(c) for c in values["test_correct"]], dtype=float)
     return Run(name=name, lr=lr, seed=seed, history=History(epochs=[epoch], steps=list(values["train_loss"])),
