@@ -52,6 +52,7 @@ def test_cells_choose_the_rule_rate_and_gather_its_seeds(store):
     cell = found[("BitFit", 50)]
     assert cell.lr == METHODS["BitFit"].rates[1] and len(cell.losses) == 3  # nan never wins; the others ignored
     assert cell.complete and not cell.at_edge and len(cell.runs) == len(SEEDS)
+    assert {lr: values["val_loss"] for lr, values in cell.tried.items()} == cell.losses  # the first seed's records
     assert cell.correct().shape == (len(SEEDS), N_TEST)
     assert found[(PROBE.name, 0)].complete and found[(PROBE.name, 0)].lr is None
     assert results.budgets(found) == [50]

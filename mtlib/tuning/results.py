@@ -32,6 +32,7 @@ class Cell:
     method: str
     steps: int
     losses: dict[float, float] = field(default_factory=dict)  # the first seed's validation loss at each rate tried
+    tried: dict[float, dict] = field(default_factory=dict)  # the first seed's values at each rate tried
     lr: float | None = None  # the rate the rule chose (None for the probe, which has no rate)
     runs: list[dict] = field(default_factory=list)  # the values of each seed at that rate, in seed order
 
@@ -89,6 +90,7 @@ def cells(store: Store | None = None, profile: str = "local") -> dict[tuple[str,
         cell = found.setdefault((key["method"], key["steps"]), Cell(key["method"], key["steps"]))
         if key["lr"] is not None and key["seed"] == SEEDS[0]:
             cell.losses[key["lr"]] = record["values"]["val_loss"]
+            cell.tried[key["lr"]] = record["values"]
     for cell in found.values():
         if cell.losses:
             cell.lr = rate_rule(cell.losses)[0]
