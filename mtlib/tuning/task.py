@@ -74,6 +74,15 @@ class SST2Task:
         """`seed`'s training batches for the budget (grouped by length, as in chapter 02), and the scored splits."""
         return {"train": self.board.train_loader(seed, self.steps), **self.board.scored}
 
+    def whole(self, split: str):
+        """Every sentence of a split once, in a fixed order (for features: chapter 07's probe reads the whole
+        training split, where `loaders` serves the budget's batches)."""
+        from torch.utils.data import DataLoader
+
+        if split != "train":
+            return self.board.scored[split]
+        return DataLoader(self.board.tokens["train"], batch_size=BATCH_SIZE, collate_fn=self.board.collator)
+
     @property
     def epochs(self) -> float:
         """Passes over the training split in one run."""
