@@ -113,3 +113,13 @@ def test_seeds_and_sentences_widens_when_a_seed_collapses():
 
 def test_step_times_without_a_measurement(tmp_path):
     assert results.step_times(tmp_path / "absent.json") == {}
+
+
+def test_goal_is_judged_only_at_the_converged_budget(store):
+    found = results.cells(store)
+    assert results.goal(found, "BitFit") is None  # the store holds 50 steps only: no verdict
+    moved = {(m, results.CONVERGED if s == 50 else s): cell for (m, s), cell in found.items()}
+    judged = results.goal(moved, "BitFit")
+    full = found[("full fine-tuning", 50)].values("test_accuracy").mean()
+    assert judged["share"] == pytest.approx(100 * found[("BitFit", 50)].values("test_accuracy").mean() / full)
+    assert judged["met"] == (judged["share"] >= 97 and judged["trainable %"] <= 0.2)

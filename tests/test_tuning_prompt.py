@@ -111,3 +111,28 @@ def test_bad_input_gives_clear_errors():
     prompt.apply(model, prompt.PromptConfig(num_virtual_tokens=2))
     with pytest.raises(TuningError, match="already applied"):
         prompt.apply(model, prompt.PromptConfig(num_virtual_tokens=2))
+
+
+def test_a_prompt_after_the_first_token_keeps_cls_and_the_positions():
+    """Chapter 10's control: with the prompt after [CLS] and masked out, the encoder computes exactly what it computes
+    without a prompt (the text keeps its positions); unmasked, the prompt acts; a decoder is refused."""
+    plain, model = tiny_models.tiny_bert(), tiny_models.tiny_bert()
+    prompt.apply(model, prompt.PromptConfig(num_virtual_tokens=3), where="after_first")
+    inputs = batch()
+    seen = {}
+    model.bert.embeddings.register_forward_hook(lambda module, args, kwargs, out: seen.update(kwargs),
+                                                with_kwargs=True)
+    acting = logits(model, inputs)
+    assert seen["position_ids"][0].tolist() == [0, 0, 0, 0, *range(1, inputs["input_ids"].shape[1])]
+    assert not torch.allclose(acting, logits(plain, inputs))  # the prompt acts from step 0
+
+    def masked(module, args, kwargs):  # after the prompt's hook: hide the prompt's three positions again
+        kwargs["attention_mask"][:, 1:4] = 0
+        return args, kwargs
+
+    model.register_forward_pre_hook(masked, with_kwargs=True)
+    torch.testing.assert_close(logits(model, inputs), logits(plain, inputs), atol=1e-5, rtol=0)
+    with pytest.raises(TuningError, match="where='front'"):
+        prompt.apply(tiny_models.tiny_llama(), prompt.PromptConfig(num_virtual_tokens=2), where="after_first")
+    with pytest.raises(TuningError, match="'front' or 'after_first'"):
+        prompt.apply(tiny_models.tiny_bert(), prompt.PromptConfig(num_virtual_tokens=2), where="middle")

@@ -77,14 +77,45 @@ def prepend_prompt(model: nn.Module, args: tuple, kwargs: dict):
     return (), kwargs
 
 
+def insert_after_first(model: nn.Module, args: tuple, kwargs: dict):
+    """A variant of `prepend_prompt` for an encoder (chapter 10's control): the soft prompt after the first token
+    ([CLS]), and the text's positions kept as without a prompt (the prompt's vectors share position 0 with [CLS]), so
+    that [CLS], which the pooler reads, and every word sit where pretraining put them."""
+    if args:
+        kwargs = {"input_ids": args[0], **kwargs}
+    input_ids, mask = kwargs.pop("input_ids"), kwargs.get("attention_mask")
+    embeds = model.get_input_embeddings()(input_ids)
+    prompt = model.base_model.soft_prompt.weight
+    n, p, length = embeds.shape[0], prompt.shape[0], embeds.shape[1]
+    kwargs["inputs_embeds"] = torch.cat([embeds[:, :1], prompt.to(embeds.dtype).expand(n, -1, -1), embeds[:, 1:]], dim=1)
+    for key, fill in (("attention_mask", 1), ("token_type_ids", 0)):
+        if kwargs.get(key) is not None:
+            value = kwargs[key]
+            kwargs[key] = torch.cat([value[:, :1], torch.full((n, p), fill, dtype=value.dtype, device=value.device),
+                                     value[:, 1:]], dim=1)
+    positions = torch.arange(length, device=embeds.device)
+    kwargs["position_ids"] = torch.cat([positions[:1], positions.new_zeros(p), positions[1:]]).expand(n, -1)
+    return (), kwargs
+
+
+HOOKS = {"front": prepend_prompt, "after_first": insert_after_first}
+
+
 def context_length(model: nn.Module) -> int | None:
     """How many positions the model can take (None when it does not say)."""
     config = model.config
     return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
 
 
-def apply(model: nn.Module, config: PromptConfig = PromptConfig()) -> dict:
-    """Give the model a soft prompt in place; only the prompt and the task head stay trainable."""
+def apply(model: nn.Module, config: PromptConfig = PromptConfig(), where: str = "front") -> dict:
+    """Give the model a soft prompt in place; only the prompt and the task head stay trainable. `where`: "front" (in
+    front of the input, as peft does) or "after_first" (after an encoder's first token, the text's positions kept:
+    `insert_after_first`)."""
+    if where not in HOOKS:
+        raise TuningError(f"where is 'front' or 'after_first', got {where!r}.")
+    if where == "after_first" and hasattr(model, "score"):
+        raise TuningError("where='after_first' keeps an encoder's [CLS] first; a decoder classifier reads the last "
+                          "position: use where='front'.")
     n = config.num_virtual_tokens
     if not isinstance(n, int) or n < 1:
         raise TuningError(f"Prompt tuning needs at least 1 virtual token, got num_virtual_tokens={n!r}.")
@@ -107,6 +138,6 @@ def apply(model: nn.Module, config: PromptConfig = PromptConfig()) -> dict:
     check_fresh(model, "prompt")
     model.base_model.soft_prompt = SoftPrompt(initial_prompt(embeddings, config))
     train_only(model, f"{model.base_model_prefix}.soft_prompt")
-    model.register_forward_pre_hook(prepend_prompt, with_kwargs=True)
+    model.register_forward_pre_hook(HOOKS[where], with_kwargs=True)
     mark_applied(model, "prompt")
     return {"technique": "prompt", "virtual tokens": n, "added parameters": model.base_model.soft_prompt.weight.numel()}

@@ -102,6 +102,24 @@ def cells(store: Store | None = None, profile: str = "local") -> dict[tuple[str,
     return found
 
 
+CONVERGED = 400  # full fine-tuning's test accuracy stops rising here (chapter 17): the budget the goals are judged at
+GOALS = {"LoRA r=8, query and value": (99, 0.5), "BitFit": (97, 0.2), "Houlsby adapters, m=64": (99, 3.0),
+         "Pfeiffer adapters, m=64": (99, 3.0)}  # method: (% of full fine-tuning's accuracy, at most % trainable)
+
+
+def goal(found: dict, method: str) -> dict | None:
+    """The book's goal for `method` (`GOALS`) judged at the converged budget: its share of full fine-tuning's test
+    accuracy (3-seed means), its trainable share, and whether it meets both; None while the store lacks the cell."""
+    share_goal, trainable_goal = GOALS[method]
+    cell, full = found.get((method, CONVERGED)), found.get((REFERENCE, CONVERGED))
+    if cell is None or full is None or not (cell.complete and full.complete):
+        return None
+    share = 100 * cell.values("test_accuracy").mean() / full.values("test_accuracy").mean()
+    trainable = 100 * cell.runs[0]["trainable"] / cell.runs[0]["total"]
+    return {"share": share, "share goal": share_goal, "trainable %": trainable, "trainable goal": trainable_goal,
+            "met": share >= share_goal and trainable <= trainable_goal}
+
+
 def budgets(found: dict) -> list[int]:
     """The step budgets at which every method has all its seeds."""
     methods = {m for m, _ in found if m != PROBE.name}

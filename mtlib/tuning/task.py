@@ -97,7 +97,7 @@ class SST2Task:
         where the store holds no complete cell for this profile."""
         from .results import cells
 
-        cell = cells(self.store, profile=profile or self.cfg.profile).get((method, steps or self.steps))
+        cell = cells(self.store, profile=profile or self.cfg.profile).get((method, self.steps if steps is None else steps))
         return cell if cell is not None and cell.complete else None
 
     @property
@@ -118,7 +118,18 @@ class SST2Task:
             prepare(model)
         history, used = self.board.train(model, lr, seed, self.steps,
                                          optimizer(model) if optimizer is not None else None)
-        return scored(name, model, history, used, self.board.scored["test"], lr, seed, self.cfg.device, keep_model)
+        run = scored(name, model, history, used, self.board.scored["test"], lr, seed, self.cfg.device, keep_model)
+        return self.idle_timing(run)
+
+    def idle_timing(self, run: Run) -> Run:
+        """Under `local`, a run of a method the store times (`results.step_times`, measured side by side on an idle
+        machine) reports that time per step, so that live and stored rows of one table share one protocol."""
+        from .results import step_times
+
+        measured = step_times().get(run.name) if self.cfg.profile == "local" else None
+        if measured is not None:
+            run.seconds_per_step = measured
+        return run
 
     def record(self, method: str, lr: float, seed: int) -> dict | None:
         """The store's record of `method` at `lr` and `seed` at this budget under exactly this setting (checkpoint,
@@ -163,8 +174,8 @@ class SST2Task:
                 model = self.model(seed)
                 optimizer = self.board.prepare(method, model, lr, self.steps)
                 history, used = self.board.train(model, lr, seed, self.steps, optimizer)
-                runs.append(scored(name, model, history, used, self.board.scored["test"], lr, seed, self.cfg.device,
-                                   keep_model=False))
+                runs.append(self.idle_timing(scored(name, model, history, used, self.board.scored["test"], lr, seed,
+                                                    self.cfg.device, keep_model=False)))
         return runs
 
     def probe(self) -> np.ndarray:
