@@ -122,4 +122,7 @@ def test_goal_is_judged_only_at_the_converged_budget(store):
     judged = results.goal(moved, "BitFit")
     full = found[("full fine-tuning", 50)].values("test_accuracy").mean()
     assert judged["share"] == pytest.approx(100 * found[("BitFit", 50)].values("test_accuracy").mean() / full)
-    assert judged["met"] == (judged["share"] >= 97 and judged["trainable %"] <= 0.2)
+    assert judged["verdict"] in ("met", "missed", "not decided")
+    if judged["trainable %"] > 0.2 or judged["high"] < judged["allowed"]:
+        assert judged["verdict"] == "missed"
+    assert judged["allowed"] == pytest.approx(-0.03 * full)
