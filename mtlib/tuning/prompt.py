@@ -83,8 +83,9 @@ def insert_after_first(model: nn.Module, args: tuple, kwargs: dict):
     that [CLS], which the pooler reads, and every word sit where pretraining put them."""
     if args:
         kwargs = {"input_ids": args[0], **kwargs}
-    input_ids, mask = kwargs.pop("input_ids"), kwargs.get("attention_mask")
-    embeds = model.get_input_embeddings()(input_ids)
+    input_ids, embeds = kwargs.pop("input_ids", None), kwargs.pop("inputs_embeds", None)
+    if embeds is None:
+        embeds = model.get_input_embeddings()(input_ids)
     prompt = model.base_model.soft_prompt.weight
     n, p, length = embeds.shape[0], prompt.shape[0], embeds.shape[1]
     kwargs["inputs_embeds"] = torch.cat([embeds[:, :1], prompt.to(embeds.dtype).expand(n, -1, -1), embeds[:, 1:]], dim=1)
@@ -113,9 +114,9 @@ def apply(model: nn.Module, config: PromptConfig = PromptConfig(), where: str = 
     `insert_after_first`)."""
     if where not in HOOKS:
         raise TuningError(f"where is 'front' or 'after_first', got {where!r}.")
-    if where == "after_first" and hasattr(model, "score"):
-        raise TuningError("where='after_first' keeps an encoder's [CLS] first; a decoder classifier reads the last "
-                          "position: use where='front'.")
+    if where == "after_first" and (hasattr(model, "score") or type(model).__name__.endswith("ForCausalLM")):
+        raise TuningError("where='after_first' keeps an encoder's [CLS] first; a decoder reads the last position: "
+                          "use where='front'.")
     n = config.num_virtual_tokens
     if not isinstance(n, int) or n < 1:
         raise TuningError(f"Prompt tuning needs at least 1 virtual token, got num_virtual_tokens={n!r}.")
