@@ -23,7 +23,8 @@ Part II trained each method for 50 steps on 800 sentences, so that a chapter run
 budget almost nothing separates from a frozen probe, and the question a practitioner brings to this book (which
 method, and how long to train it) stays open. This chapter answers it from a **results store**: every technique of
 Part II and its controls (full fine-tuning, the head alone, the frozen probe), trained on the whole SST-2 splits
-(6,920 training, 872 validation and 1,821 test sentences) for 50, 200 and 400 steps, each with its learning rate
+({{glue:text}}`ch17_n_train:,` training, {{glue:text}}`ch17_n_val:,` validation and {{glue:text}}`ch17_n_test:,` test
+sentences) for 50, 200 and 400 steps, each with its learning rate
 chosen by one rule and then run with three seeds, and each run measured for what it costs and for what the body
 forgot. The runs took hours of CPU, computed once by `make leaderboard` and shipped inside mtlib, so this chapter reads
 them in seconds, on any machine, and re-runs one of them to show that the store holds what the code computes.
@@ -67,6 +68,9 @@ example = next(r for r in store if r["key"]["method"] == "LoRA r=8, query and va
 mtlib.glue("ch17_records", len(store))
 mtlib.glue("ch17_cpu", example["provenance"]["cpu"])
 mtlib.glue("ch17_threads", example["key"]["threads"])
+for split, name in (("train", "ch17_n_train"), ("validation", "ch17_n_val"), ("test", "ch17_n_test")):
+    mtlib.glue(name, example["key"]["data"][split])
+mtlib.glue("ch17_val_step", 100 / example["key"]["data"]["validation"])
 shown = {name: value for name, value in example["values"].items() if name not in ("test_correct", "train_loss")}
 shown["test_correct"] = example["values"]["test_correct"][:40] + "..."
 shown["train_loss"] = f"{len(example['values']['train_loss'])} values, one per step"
@@ -98,8 +102,8 @@ md("""
 A comparison of methods is only as fair as the learning rate each one gets. Every row of the store follows one rule,
 the book's: train the first seed at each rate of a grid of at least three (half a decade apart), keep the rate with
 the **lowest validation loss**, and when that rate sits at an edge of the grid, try the next rate beyond it before the
-choice stands; then run the other seeds at the chosen rate. The validation loss, not the accuracy, because on 872
-sentences the accuracy moves in steps of 0.11 points and ties are common; the loss sees a confident wrong answer that
+choice stands; then run the other seeds at the chosen rate. The validation loss, not the accuracy, because on {glue:text}`ch17_n_val:,`
+sentences the accuracy moves in steps of {glue:text}`ch17_val_step:.2f` points and ties are common; the loss sees a confident wrong answer that
 the accuracy does not. Written out, as `mtlib.tuning.leaderboard` runs it:
 """)
 
@@ -201,7 +205,7 @@ md("""
 
 Two seeds' spread says how much a method's accuracy moves from run to run; whether one method beats another is a
 question about the same test sentences. The paired difference from full fine-tuning at the same budget, with a 95%
-bootstrap interval over the 1,821 test sentences (each sentence's correctness averaged over the seeds, as in chapter
+bootstrap interval over the {glue:text}`ch17_n_test:,` test sentences (each sentence's correctness averaged over the seeds, as in chapter
 07), and the same against the frozen probe:
 """)
 
@@ -274,6 +278,20 @@ cost = pd.DataFrame({"test accuracy": top["test accuracy"], "trainable": top["tr
 cost["minutes to 400 steps"] = cost["s / step"] * max(BUDGETS) / 60
 cost.style.format({"test accuracy": "{:.3f}", "trainable": "{:,}", "trainable %": "{:.2f}", "peak MiB": "{:.0f}",
                    "saved MiB": "{:.1f}", "s / step": "{:.2f}", "minutes to 400 steps": "{:.1f}"})
+""")
+
+code("""
+fig, ax = plt.subplots(figsize=(8, 4.5))
+for name in METHODS:
+    if name not in times:
+        continue
+    rows = summary[summary["method"] == name]
+    ax.plot(rows["steps"] * times[name] / 60, rows["test accuracy"], marker="o", label=name)
+ax.axhline(probe_accuracy, color="grey", linestyle="--", label="frozen probe")
+ax.set(xscale="log", xlabel="minutes of training on this CPU (steps x measured seconds per step)",
+       ylabel="test accuracy (3 seeds)", title="Accuracy against training time: 50, 200 and 400 steps")
+ax.legend(fontsize=7, ncol=2)
+plt.show()
 """)
 
 code("""
@@ -462,7 +480,7 @@ one the rule written out above picks, every value is in range, and the re-run re
 
 code("""
 assert all(row["rule agrees"] for _, row in rates.iterrows())
-assert all(0 <= r["test_accuracy"] <= 1 and len(r["test_correct"]) == 1821 for c in found.values() for r in c.runs)
+assert all(0 <= r["test_accuracy"] <= 1 and len(r["test_correct"]) == example["key"]["data"]["test"] for c in found.values() for r in c.runs)
 assert not matched or not differ, differ  # under the same key, the re-run is the stored run
 if cfg.profile != "smoke" and not cfg.rehearsal:
     assert results.budgets(found) == [50, 200, 400], results.budgets(found)  # complete
