@@ -26,7 +26,7 @@ Part II and its controls (full fine-tuning, the head alone, the frozen probe), t
 ({{glue:text}}`ch17_n_train:,` training, {{glue:text}}`ch17_n_val:,` validation and {{glue:text}}`ch17_n_test:,` test
 sentences) for 50, 200 and 400 steps, each with its learning rate
 chosen by one rule and then run with three seeds, and each run measured for what it costs and for what the body
-forgot. The runs took hours of CPU, computed once by `make leaderboard` and shipped inside mtlib, so this chapter reads
+forgot. The runs took {{glue:text}}`ch17_hours:.1f` hours of CPU, computed once by `make leaderboard` and shipped inside mtlib, so this chapter reads
 them in seconds, on any machine, and re-runs one of them to show that the store holds what the code computes.
 
 [![Open In Colab](../_static/colab-badge.svg)]({COLAB}) · [中文版](../zh/{NAME}.ipynb)
@@ -68,6 +68,8 @@ example = next(r for r in store if r["key"]["method"] == "LoRA r=8, query and va
 mtlib.glue("ch17_records", len(store))
 mtlib.glue("ch17_cpu", example["provenance"]["cpu"])
 mtlib.glue("ch17_threads", example["key"]["threads"])
+mtlib.glue("ch17_hours", sum(r["values"].get("seconds", 0) for r in store) / 3600)
+mtlib.glue("ch17_cpus", ", ".join(sorted({r["provenance"]["cpu"] for r in store})))
 for split, name in (("train", "ch17_n_train"), ("validation", "ch17_n_val"), ("test", "ch17_n_test")):
     mtlib.glue(name, example["key"]["data"][split])
 mtlib.glue("ch17_val_step", 100 / example["key"]["data"]["validation"])
@@ -80,7 +82,7 @@ pd.concat({"key": pd.Series({k: json.dumps(v) for k, v in flat(example["key"]).i
 """)
 
 md("""
-The store holds {glue:text}`ch17_records` records, all computed on one {glue:text}`ch17_cpu` machine with
+The store holds {glue:text}`ch17_records` records, computed on {glue:text}`ch17_cpus` with
 {glue:text}`ch17_threads` CPU threads in float32. `test_correct` keeps, for every test sentence, whether the run
 classified it right: two methods can then be compared on the same sentences (section 17.4). Ask the store for the same
 run under another key, say with another version of torch, and it refuses, naming what differs:
@@ -131,178 +133,235 @@ def rate_rule(losses: dict[float, float]) -> tuple[float, float | None]:
     return best, None
 ''')
 
+
 md("""
 The rates each method tried at each budget, with the first seed's validation loss; the chosen one is starred. Where
-the first grid's best sat at an edge, the grid grew (the column "grown"):
+the first grid's best sat at an edge, the grid grew ("grown": how many rates were added), at most four times:
 """)
 
 code("""
-METHODS = [m for m in leaderboard.METHODS if any((m, s) in found for s in (50, 200, 400))]
-BUDGETS = sorted({steps for (method, steps) in found if method in METHODS})
+METHODS = [m for m in leaderboard.METHODS if any(key[0] == m for key in found)]
+BUDGETS = results.budgets(found)  # the budgets at which every method has all its seeds
 rows = []
-for (method, steps), cell in sorted(found.items(), key=lambda item: (item[0][1], METHODS.index(item[0][0])
-                                                                      if item[0][0] in METHODS else -1)):
+for (method, steps), cell in found.items():
     if cell.lr is None:
         continue
     tried = "  ".join(f"{lr:.0e}: {loss:.3f}" + ("*" if lr == cell.lr else "") for lr, loss in sorted(cell.losses.items()))
     rows.append({"method": method, "steps": steps, "rates tried (validation loss)": tried,
-                 "grown": len(cell.losses) - len(leaderboard.METHODS[method].rates), "chosen": f"{cell.lr:.0e}",
-                 "rule agrees": rate_rule(cell.losses)[0] == cell.lr})
-rates = pd.DataFrame(rows)
+                 "grown": len(set(cell.losses) - set(leaderboard.METHODS[method].rates)),
+                 "chosen": f"{cell.lr:.0e}", "at edge": cell.at_edge})
+rates = pd.DataFrame(rows).sort_values(["steps", "method"], key=lambda c: c.map(
+    lambda v: METHODS.index(v) if v in METHODS else v))
+# the rule on the validation accuracy instead of the loss (the first seed; ties go to the smaller rate)
+by_accuracy = {(m, s): max(sorted(c.losses), key=lambda lr: next(
+    r["values"]["val_accuracy"] for r in store if r["key"]["method"] == m and r["key"]["steps"] == s
+    and r["key"]["lr"] == lr and r["key"]["seed"] == 0)) for (m, s), c in found.items() if c.lr is not None}
+changed = sum(by_accuracy[k] != found[k].lr for k in by_accuracy)
 mtlib.glue("ch17_grown", int((rates["grown"] > 0).sum()))
 mtlib.glue("ch17_cells", len(rates))
+mtlib.glue("ch17_at_edge", int(rates["at edge"].sum()))
+mtlib.glue("ch17_changed_by_accuracy", changed)
 rates.style.hide(axis="index")
 """)
 
 md("""
 In {glue:text}`ch17_grown` of the {glue:text}`ch17_cells` method-and-budget cells the first grid's best sat at its
-edge and the grid grew. The rates move with the budget: a longer run takes a smaller rate, because the same rate
-applied for more steps moves the weights further.
+edge and the grid grew; {glue:text}`ch17_at_edge` choices still sit at an edge after the growth the script allows,
+and the table marks them. Had the rule read the validation accuracy instead of the loss, the choice would change in
+{glue:text}`ch17_changed_by_accuracy` cells (exercise 2).
 """)
 
 md("""
 ## 17.3 Accuracy against budget
 
-Test accuracy at each budget, the mean of three seeds at the chosen rate with its standard deviation; the frozen
-probe (a logistic regression on the pretrained body's mean-pooled states, its $C$ chosen on the validation split)
-is the horizontal line every trained method has to clear.
+Test accuracy at each budget: the mean of three seeds at the chosen rate, each seed a dot. Each point is a separate
+run with its own rate and its own learning-rate schedule (warm-up, then decay to zero at the budget), not a point on
+one run's learning curve. The frozen probe, a logistic regression on the pretrained body's mean-pooled states with its
+$C$ chosen on the validation split, is the line every trained method has to clear.
 """)
 
 code("""
 summary = results.summary(found)
+in_budgets = summary[summary["steps"].isin(BUDGETS)]
 probe = found[(leaderboard.PROBE.name, 0)]
 probe_accuracy = mtlib.glue("ch17_probe", probe.runs[0]["test_accuracy"])
-wide = summary.pivot(index="method", columns="steps", values="test accuracy").reindex(METHODS)
-spread = summary.pivot(index="method", columns="steps", values="± sd").reindex(METHODS)
-cells_text = wide.map(lambda a: f"{a:.3f}") + " ± " + spread.map(lambda s: f"{s:.3f}")
-cells_text.columns = [f"{steps} steps" for steps in cells_text.columns]
-cells_text
+wide = in_budgets.pivot(index="method", columns="steps", values="test accuracy").reindex(METHODS)
+spread = in_budgets.pivot(index="method", columns="steps", values="± sd").reindex(METHODS)
+mtlib.glue("ch17_later_minus_all", 100 * (in_budgets["later seeds"] - in_budgets["test accuracy"]).mean())
+table = wide.map(lambda a: f"{a:.3f}") + " ± " + spread.map(lambda s: f"{s:.3f}")
+table.columns = [f"{steps} steps" for steps in table.columns]
+table
 """)
 
 code("""
-GROUPS = {"controls and layer-wise": ["full fine-tuning", "head only", "discriminative rates", "gradual unfreezing"],
-          "bias, adapters, prompts": ["BitFit", "Houlsby adapters, m=64", "Pfeiffer adapters, m=64",
-                                      "prompt tuning, 20 tokens", "P-tuning v2, 20 tokens"],
-          "low-rank": ["full fine-tuning", "LoRA r=8, query and value", "LoRA r=8, every linear layer",
-                       "DoRA r=8, query and value"]}
-fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
-for ax, (title, names) in zip(axes, GROUPS.items()):
+FAMILIES = {"controls and layer-wise": ["full fine-tuning", "head only", "discriminative rates", "gradual unfreezing"],
+            "bias, adapters, prompts": ["full fine-tuning", "BitFit", "Houlsby adapters, m=64",
+                                        "Pfeiffer adapters, m=64", "prompt tuning, 20 tokens", "P-tuning v2, 20 tokens"],
+            "low-rank": ["full fine-tuning", "LoRA r=8, query and value", "LoRA r=8, every linear layer",
+                         "DoRA r=8, query and value"]}
+fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), sharey=True)
+for ax, (title, names) in zip(axes, FAMILIES.items()):
     for name in names:
-        rows = summary[summary["method"] == name]
-        line, = ax.plot(rows["steps"], rows["test accuracy"], marker="o", label=name)
-        ax.fill_between(rows["steps"], rows["test accuracy"] - rows["± sd"], rows["test accuracy"] + rows["± sd"],
-                        color=line.get_color(), alpha=0.2)
+        means = [found[(name, s)].values("test_accuracy").mean() for s in BUDGETS]
+        line, = ax.plot(BUDGETS, means, marker="o", label=name)
+        for s in BUDGETS:
+            seeds = found[(name, s)].values("test_accuracy")
+            ax.scatter([s] * len(seeds), seeds, color=line.get_color(), s=10, alpha=0.5)
     ax.axhline(probe_accuracy, color="grey", linestyle="--", label="frozen probe")
     ax.set(xscale="log", xticks=BUDGETS, xticklabels=BUDGETS, xlabel="optimiser steps (batches of 32)", title=title)
-    ax.legend(fontsize=8)
-axes[0].set_ylabel("test accuracy (3 seeds, ± sd)")
+    ax.legend(fontsize=7)
+axes[0].set_ylabel("test accuracy (dots: seeds; line: their mean)")
 plt.tight_layout()
+plt.show()
+""")
+
+md("""
+Did every run train? The training loss of each method at the longest budget, the mean over its seeds, smoothed over
+20 steps:
+""")
+
+code("""
+fig, ax = plt.subplots(figsize=(9, 4))
+longest = max(BUDGETS)
+for name in METHODS:
+    curves = np.array([run["train_loss"] for run in found[(name, longest)].runs])
+    smooth = pd.Series(curves.mean(axis=0)).rolling(20, min_periods=1).mean()
+    ax.plot(smooth, label=name, linewidth=1)
+ax.axhline(np.log(2), color="grey", linestyle=":", label="ln 2 (chance)")
+ax.set(xlabel="step", ylabel="training loss", title=f"Training loss at {longest} steps (mean of the seeds)")
+ax.legend(fontsize=7, ncol=2)
 plt.show()
 """)
 
 md("""
 ## 17.4 How close to full fine-tuning, and when
 
-Two seeds' spread says how much a method's accuracy moves from run to run; whether one method beats another is a
-question about the same test sentences. The paired difference from full fine-tuning at the same budget, with a 95%
-bootstrap interval over the {glue:text}`ch17_n_test:,` test sentences (each sentence's correctness averaged over the seeds, as in chapter
-07), and the same against the frozen probe:
+The seeds' spread says how much a method's accuracy moves from run to run; whether one method beats another is a
+question about the same test sentences. The difference from full fine-tuning at the same budget, in points, with a
+95% bootstrap interval that resamples both sources of noise: each method's three seeds and the
+{glue:text}`ch17_n_test:,` test sentences, the sentences shared by the two methods so that each sentence's own
+difficulty cancels (`results.seeds_and_sentences`; chapter 07's interval resampled the sentences only, and a seed that
+collapses is then invisible). Then the same against the frozen probe:
+""")
+
+code("""
+def interval(difference, low, high):
+    return f"{difference:+.1f} [{low:+.1f}, {high:+.1f}]"
+
+
+paired = in_budgets.assign(**{
+    "vs full fine-tuning": [interval(*r) for r in in_budgets[["vs full", "low", "high"]].itertuples(index=False)],
+    "vs frozen probe": [interval(*r) for r in in_budgets[["vs probe", "probe low", "probe high"]].itertuples(index=False)]})
+paired.pivot(index="method", columns="steps", values="vs full fine-tuning").reindex(METHODS)
+""")
+
+code("""
+paired.pivot(index="method", columns="steps", values="vs frozen probe").reindex(METHODS)
+""")
+
+md("""
+Has full fine-tuning stopped rising? The store also holds it at 800 steps (3.7 epochs), its rate chosen by the same
+rule. Every rate it tried there:
 """)
 
 code("""
 from mtlib.tuning.task import paired_difference
 
-
-def interval(difference, low, high):
-    return f"{difference:+.1f} [{low:+.1f}, {high:+.1f}]"
-
-
-paired = summary.assign(**{
-    "vs full fine-tuning (points)": [interval(*r) for r in summary[["vs full", "low", "high"]].itertuples(index=False)],
-    "vs frozen probe (points)": [interval(*r) for r in
-                                 summary[["vs probe", "probe low", "probe high"]].itertuples(index=False)]})
-paired.pivot(index="method", columns="steps", values="vs full fine-tuning (points)").reindex(METHODS)
-""")
-
-code("""
-paired.pivot(index="method", columns="steps", values="vs frozen probe (points)").reindex(METHODS)
+full_800 = found[("full fine-tuning", 800)]
+full_400 = found[("full fine-tuning", 400)]
+at_800 = pd.DataFrame([{"rate": r["key"]["lr"], "validation loss": r["values"]["val_loss"],
+                        "validation accuracy": r["values"]["val_accuracy"], "test accuracy": r["values"]["test_accuracy"],
+                        "forgetting": r["values"]["forgetting"]}
+                       for r in store if r["key"]["method"] == "full fine-tuning" and r["key"]["steps"] == 800
+                       and r["key"]["seed"] == 0 and results.current(r["key"], "local")]).sort_values("rate")
+plateau_gap = results.seeds_and_sentences(full_800.correct(), full_400.correct())
+EQUIVALENCE = 0.01  # one point of accuracy: "stopped rising" when the whole interval lies within it
+stopped = -EQUIVALENCE < plateau_gap["low"] and plateau_gap["high"] < EQUIVALENCE
+mtlib.glue("ch17_full_800", full_800.values("test_accuracy").mean())
+mtlib.glue("ch17_full_400", full_400.values("test_accuracy").mean())
+for name, value in plateau_gap.items():
+    mtlib.glue(f"ch17_plateau_{name}", 100 * value)
+mtlib.glue("ch17_plateau_verdict", "has stopped rising" if stopped else "has not been shown to stop rising")
+mtlib.glue("ch17_lr_800", f"{full_800.lr:.0e}".replace("e-0", "e-"))
+at_800.style.format({"rate": "{:.0e}", "validation loss": "{:.3f}", "validation accuracy": "{:.3f}",
+                     "test accuracy": "{:.3f}", "forgetting": "{:+.1f}"}).hide(axis="index")
 """)
 
 md("""
-Full fine-tuning itself stops rising: at twice the longest budget, 800 steps (3.7 epochs), it reaches
-{glue:text}`ch17_full_800:.3f` against {glue:text}`ch17_full_400:.3f` at 400 (paired difference
-{glue:text}`ch17_plateau_gap:+.1f` points, 95% interval {glue:text}`ch17_plateau_low:+.1f` to
-{glue:text}`ch17_plateau_high:+.1f`). That is the reference for "how close": the budget at which each method first
-reaches 99% of full fine-tuning's plateau.
+At 800 steps full fine-tuning reaches {glue:text}`ch17_full_800:.3f` against {glue:text}`ch17_full_400:.3f` at 400
+(difference {glue:text}`ch17_plateau_difference:+.1f` points, 95% interval {glue:text}`ch17_plateau_low:+.1f` to
+{glue:text}`ch17_plateau_high:+.1f`): by the test we set, the whole interval within one point, it
+{glue:text}`ch17_plateau_verdict`. The table shows a trap of long budgets: as training goes on, the model grows
+confident, a few confident mistakes raise the validation loss while the accuracy still climbs, and the loss then
+prefers a smaller rate ({glue:text}`ch17_lr_800` here). The comparisons below are made at 400 steps, where every
+method has all its runs, against full fine-tuning at the same budget.
 """)
 
 code("""
-full_800 = found.get(("full fine-tuning", 800))
-plateau = full_800.values("test_accuracy").mean() if full_800 and full_800.complete else wide.loc["full fine-tuning"].max()
-gap = paired_difference(full_800.correct(), found[("full fine-tuning", 400)].correct()) \\
-    if full_800 and full_800.complete else {"difference": np.nan, "low": np.nan, "high": np.nan}
-mtlib.glue("ch17_full_800", plateau)
-mtlib.glue("ch17_full_400", wide.loc["full fine-tuning", 400])
-for name, value in gap.items():
-    mtlib.glue(f"ch17_plateau_{'gap' if name == 'difference' else name}", 100 * value)
+reference = found[("full fine-tuning", max(BUDGETS))].values("test_accuracy").mean()
 
 
-def first_budget(accuracies: pd.Series, target: float):
-    \"\"\"The smallest budget whose mean accuracy reaches `target`, or None.\"\"\"
-    reached = accuracies[accuracies >= target]
-    return int(reached.index.min()) if len(reached) else None
+def first_budget(method: str, share: float) -> str:
+    \"\"\"The smallest budget at which the method's mean reaches `share` of full fine-tuning at the longest budget.\"\"\"
+    reached = [s for s in BUDGETS if found[(method, s)].values("test_accuracy").mean() >= share * reference]
+    return f"{reached[0]}" if reached else f"not by {max(BUDGETS)}"
 
 
-reach = pd.DataFrame({"best % of plateau": 100 * wide.max(axis=1) / plateau,
-                      "steps to reach 99%": [first_budget(wide.loc[m], 0.99 * plateau) for m in wide.index]})
-reach["steps to reach 99%"] = reach["steps to reach 99%"].map(lambda s: f"{s}" if s else f"not by {max(BUDGETS)}")
-reach.style.format({"best % of plateau": "{:.1f}"})
+def still_rising(method: str) -> bool:
+    \"\"\"Whether the method gained, beyond the noise, between the two longest budgets.\"\"\"
+    gain = results.seeds_and_sentences(found[(method, BUDGETS[-1])].correct(), found[(method, BUDGETS[-2])].correct())
+    return gain["low"] > 0
+
+
+reach = pd.DataFrame({"% of full at 400": 100 * wide[max(BUDGETS)] / reference,
+                      "steps to 99%": [first_budget(m, 0.99) for m in METHODS],
+                      "steps to 97%": [first_budget(m, 0.97) for m in METHODS],
+                      "still rising at 400": [still_rising(m) for m in METHODS]}, index=METHODS)
+mtlib.glue("ch17_n_rising", int(reach["still rising at 400"].sum()))
+reach.style.format({"% of full at 400": "{:.1f}"})
 """)
 
 md("""
 ## 17.5 What each method costs
 
-Accuracy is half the answer; the other half is what a method asks of the machine. Trainable parameters decide the
-size of what a task adds to a shared model and the optimiser's memory; the peak memory of a training run and the time
-of a step decide whether it fits and how long it takes. Step times are measured apart from the store's runs, side by
-side in one process on an idle machine (`make leaderboard ARGS=--time`), because the runs themselves may have shared
-the CPU with other work.
+Accuracy is half the answer; the other half is what a method asks of the machine. The trainable parameters decide
+what a task adds to a shared model and the optimiser's memory; the peak memory of a training run (on top of what was
+allocated before it started) and the time of a step decide whether it fits and how long it takes. Step times are
+measured apart from the store's runs, side by side in one process on an idle machine
+(`make leaderboard ARGS=--time`), because the runs themselves may have shared the CPU with other work.
 """)
 
 code("""
 times = results.step_times()
-top = summary[summary["steps"] == max(BUDGETS)].set_index("method").reindex(METHODS)
+top = in_budgets[in_budgets["steps"] == max(BUDGETS)].set_index("method").reindex(METHODS)
 cost = pd.DataFrame({"test accuracy": top["test accuracy"], "trainable": top["trainable"],
                      "trainable %": top["trainable %"], "peak MiB": top["peak MiB"], "saved MiB": top["saved MiB"],
                      "s / step": pd.Series(times).reindex(METHODS)})
-cost["minutes to 400 steps"] = cost["s / step"] * max(BUDGETS) / 60
+cost[f"minutes for {max(BUDGETS)} steps"] = cost["s / step"] * max(BUDGETS) / 60
+for column, name in (("peak MiB", "peak"), ("saved MiB", "saved"), ("s / step", "step")):
+    mtlib.glue(f"ch17_{name}_lora", cost.loc["LoRA r=8, query and value", column])
+    mtlib.glue(f"ch17_{name}_full", cost.loc["full fine-tuning", column])
 cost.style.format({"test accuracy": "{:.3f}", "trainable": "{:,}", "trainable %": "{:.2f}", "peak MiB": "{:.0f}",
-                   "saved MiB": "{:.1f}", "s / step": "{:.2f}", "minutes to 400 steps": "{:.1f}"})
+                   "saved MiB": "{:.1f}", "s / step": "{:.2f}", f"minutes for {max(BUDGETS)} steps": "{:.1f}"})
 """)
 
 code("""
-fig, ax = plt.subplots(figsize=(8, 4.5))
-for name in METHODS:
-    if name not in times:
-        continue
-    rows = summary[summary["method"] == name]
-    ax.plot(rows["steps"] * times[name] / 60, rows["test accuracy"], marker="o", label=name)
-ax.axhline(probe_accuracy, color="grey", linestyle="--", label="frozen probe")
-ax.set(xscale="log", xlabel="minutes of training on this CPU (steps x measured seconds per step)",
-       ylabel="test accuracy (3 seeds)", title="Accuracy against training time: 50, 200 and 400 steps")
-ax.legend(fontsize=7, ncol=2)
-plt.show()
-""")
-
-code("""
-fig, ax = plt.subplots(figsize=(7, 4.5))
+MARKERS = {name: marker for names, marker in zip(FAMILIES.values(), "osD") for name in names}
+fig, axes = plt.subplots(1, 2, figsize=(14, 4.6))
 for name, row in top.iterrows():
-    ax.errorbar(row["trainable"], row["test accuracy"], yerr=row["± sd"], marker="o", capsize=3)
-    ax.annotate(name, (row["trainable"], row["test accuracy"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
-ax.axhline(probe_accuracy, color="grey", linestyle="--", label="frozen probe (0 trainable)")
-ax.set(xscale="log", xlabel="trainable parameters (log scale)", ylabel=f"test accuracy at {max(BUDGETS)} steps",
-       title="Accuracy against trainable parameters")
-ax.legend(fontsize=8)
+    axes[0].errorbar(row["trainable"], row["test accuracy"], yerr=row["± sd"], marker=MARKERS[name], capsize=3,
+                     linestyle="none", label=name)
+    if name in times:
+        rows = in_budgets[in_budgets["method"] == name]
+        axes[1].plot(rows["steps"] * times[name] / 60, rows["test accuracy"], marker=MARKERS[name], label=name)
+for ax in axes:
+    ax.axhline(probe_accuracy, color="grey", linestyle="--", label="frozen probe")
+    ax.set(xscale="log", ylabel="test accuracy (mean of 3 seeds)")
+axes[0].set(xlabel="trainable parameters (log scale)", title=f"Accuracy against trainable parameters, {max(BUDGETS)} steps")
+axes[1].set(xlabel="minutes of training on this CPU (steps x measured seconds per step)",
+            title="Accuracy against training time (50, 200, 400 steps)")
+axes[0].legend(fontsize=7, ncol=2)
+plt.tight_layout()
 plt.show()
 """)
 
@@ -310,182 +369,243 @@ md("""
 ## 17.6 Forgetting
 
 A method that changes the body can lose what the body knew. The store measures it the same way for every run
-(`mtlib.forgetting`, and chapters 12 and 13 reuse it): a linear probe for another task, question classification
-(TREC, six classes), fitted on the body's mean-pooled states before and after training, with its $C$ chosen once on
-the pretrained body. Forgetting is the probe's test accuracy before minus after, in points. A method that leaves the
-body untouched forgets nothing once its module is removed; the store measures every method with its module in place,
-which is what a deployed model carries. With 500 TREC test questions, one run's measurement has a standard error of
-about 1.6 points.
+(`mtlib.forgetting`; chapters 12 and 13 reuse it): a linear probe for another task, question classification (TREC,
+six classes), fitted on the body's mean-pooled states before and after training, with its $C$ chosen once on the
+pretrained body. Forgetting is the probe's test accuracy before minus after, in points. It asks what a new head could
+still read from the body, which is not what Biderman et al. measure (the drop of the tuned model's own scores on tasks
+of the source domain), nor a language-model loss on general text (our encoder has no trained language-model head,
+chapter 04). A method that leaves the body untouched forgets nothing once its module is removed; the store measures
+every method with its module in place, as a deployed model runs.
 """)
 
 code("""
-fig, axes = plt.subplots(1, 2, figsize=(13, 4.3))
+noise = mtlib.glue("ch17_forgetting_sd", np.median([found[(m, s)].values("forgetting").std(ddof=1)
+                                                    for m in METHODS for s in BUDGETS]))
+everything = pd.DataFrame([{"method": r["key"]["method"], "steps": r["key"]["steps"], "rate": r["key"]["lr"],
+                            "test accuracy": r["values"]["test_accuracy"], "forgetting": r["values"]["forgetting"]}
+                           for r in store if r["key"]["method"] in METHODS and results.current(r["key"], "local")])
+trained = everything[everything["test accuracy"] > 0.6]  # runs at chance (diverged) left out of the right panel
+fig, axes = plt.subplots(1, 2, figsize=(14, 4.6))
 for name, row in top.iterrows():
     axes[0].errorbar(row["forgetting"], row["test accuracy"], xerr=row["forgetting sd"], yerr=row["± sd"],
-                     marker="o", capsize=3)
-    axes[0].annotate(name, (row["forgetting"], row["test accuracy"]), fontsize=7, xytext=(4, 4),
-                     textcoords="offset points")
-axes[0].axvline(0, color="grey", linewidth=0.8)
+                     marker=MARKERS[name], capsize=3, linestyle="none", label=name)
+axes[0].axvspan(-noise, noise, color="grey", alpha=0.15, label="± one seed sd of forgetting")
 axes[0].set(xlabel="forgetting (TREC probe points lost)", ylabel="SST-2 test accuracy",
             title=f"At the chosen rates, {max(BUDGETS)} steps (3 seeds)")
-full_grid = pd.DataFrame([{"steps": steps, "lr": record["key"]["lr"], "forgetting": record["values"]["forgetting"]}
-                          for record in store for steps in [record["key"]["steps"]]
-                          if record["key"]["method"] == "full fine-tuning" and record["key"]["seed"] == 0])
-for steps, rows in full_grid.groupby("steps"):
-    rows = rows.sort_values("lr")
-    axes[1].plot(rows["lr"], rows["forgetting"], marker="o", label=f"{steps} steps")
+axes[0].legend(fontsize=7, ncol=2)
+for name, rows in trained.groupby("method"):
+    axes[1].scatter(rows["test accuracy"], rows["forgetting"], s=12, marker=MARKERS[name], label=name)
 axes[1].axhline(0, color="grey", linewidth=0.8)
-axes[1].set(xscale="log", xlabel="learning rate", ylabel="forgetting (points)",
-            title="Full fine-tuning, first seed, every rate tried")
-axes[1].legend(fontsize=8)
+axes[1].set(xlabel="SST-2 test accuracy", ylabel="forgetting (points)",
+            title=f"Every stored run that trained ({len(trained)} of {len(everything)})")
 plt.tight_layout()
 plt.show()
-worst = full_grid.loc[full_grid["forgetting"].idxmax()]
-mtlib.glue("ch17_worst_forgetting", worst["forgetting"])
-mtlib.glue("ch17_worst_lr", f"{worst['lr']:.0e}".replace("e-0", "e-"))
-mtlib.glue("ch17_worst_steps", int(worst["steps"]))
+most = trained.loc[trained["forgetting"].idxmax()]
+mtlib.glue("ch17_most_forgetting", most["forgetting"])
+mtlib.glue("ch17_most_forgetting_run", f"{most['method']}, {int(most['steps'])} steps at {most['rate']:.0e}")
+mtlib.glue("ch17_most_forgetting_acc", most["test accuracy"])
 """)
 
 md("""
-## 17.7 Our numbers beside the published ones
+At the chosen rates, the forgetting of every method lies within about one seed's spread
+({glue:text}`ch17_forgetting_sd:.1f` points) of zero. The runs that forgot most are runs at rates the rule did not
+choose: {glue:text}`ch17_most_forgetting_run` lost {glue:text}`ch17_most_forgetting:.1f` points while still reaching
+{glue:text}`ch17_most_forgetting_acc:.3f` on SST-2. Forgetting here is set by the rate and the length of training more
+than by the method.
+""")
+md("""
+## 17.7 The goals, measured
+
+Before the store was filled we set three goals, on three-seed means at the budget where full fine-tuning has
+converged: LoRA at least 99% of full fine-tuning with at most 0.5% of the parameters trainable; BitFit at least 97%
+with at most 0.2%; adapters at least 99% with at most 3%. A goal is **met** when the whole 95% interval of the
+difference from full fine-tuning lies above the allowed shortfall, **missed** when it lies below, and **not decided**
+otherwise; the parameter budget must hold as well.
+""")
+
+code("""
+GOALS = [("LoRA r=8, query and value", 0.99, 0.5), ("BitFit", 0.97, 0.2), ("Houlsby adapters, m=64", 0.99, 3.0),
+         ("Pfeiffer adapters, m=64", 0.99, 3.0)]
+full_top = found[("full fine-tuning", max(BUDGETS))]
+rows = []
+for method, share, budget in GOALS:
+    cell = found[(method, max(BUDGETS))]
+    gap = results.seeds_and_sentences(cell.correct(), full_top.correct())
+    allowed = -(1 - share) * full_top.values("test_accuracy").mean()  # the shortfall the goal allows
+    fits = top.loc[method, "trainable %"] <= budget
+    verdict = ("met" if gap["low"] >= allowed and fits else "missed" if gap["high"] < allowed or not fits
+               else "not decided")
+    rows.append({"method": method, "goal": f"{100 * share:.0f}% at most {budget}% trainable",
+                 "% of full": 100 * cell.values("test_accuracy").mean() / full_top.values("test_accuracy").mean(),
+                 "trainable %": top.loc[method, "trainable %"],
+                 "difference (points)": interval(100 * gap["difference"], 100 * gap["low"], 100 * gap["high"]),
+                 "allowed (points)": 100 * allowed, "verdict": verdict, "still rising": reach.loc[method, "still rising at 400"]})
+goals = pd.DataFrame(rows).set_index("method")
+for method, row in goals.iterrows():
+    slug = {"LoRA r=8, query and value": "lora", "BitFit": "bitfit", "Houlsby adapters, m=64": "houlsby",
+            "Pfeiffer adapters, m=64": "pfeiffer"}[method]
+    mtlib.glue(f"ch17_goal_{slug}_pct", row["% of full"])
+    mtlib.glue(f"ch17_goal_{slug}_trainable", row["trainable %"])
+    mtlib.glue(f"ch17_goal_{slug}_verdict", row["verdict"])
+goals.style.format({"% of full": "{:.1f}", "trainable %": "{:.2f}", "allowed (points)": "{:+.1f}"})
+""")
+
+md("""
+## 17.8 Our numbers beside the published ones
 
 The published numbers come from larger models trained for much longer; they set the expectation, not a target our
-CPU runs must hit. What should carry over is the shape: how close each method comes to full fine-tuning, and at what
+CPU runs must hit. What should carry over is the shape: how close each method comes to full fine-tuning, at what
 share of the parameters.
 """)
 
 code("""
-def share(method):
-    return 100 * wide.loc[method].max() / plateau
-
-
-anchors = pd.DataFrame([
-    {"method": "LoRA r=8, query and value", "published": "RoBERTa-base SST-2: LoRA 95.1 ± 0.2 with 0.3M parameters vs 94.8 full (Hu et al.)",
-     "ours: % of full": share("LoRA r=8, query and value"), "ours: trainable %": top.loc["LoRA r=8, query and value", "trainable %"]},
-    {"method": "Houlsby adapters, m=64", "published": "BERT-large GLUE: within 0.4 points of full at 3.6% of the parameters (Houlsby et al.)",
-     "ours: % of full": share("Houlsby adapters, m=64"), "ours: trainable %": top.loc["Houlsby adapters, m=64", "trainable %"]},
-    {"method": "BitFit", "published": "BERT GLUE: competitive with full fine-tuning, better with little data (Ben Zaken et al.)",
-     "ours: % of full": share("BitFit"), "ours: trainable %": top.loc["BitFit", "trainable %"]},
-    {"method": "prompt tuning, 20 tokens", "published": "T5: far behind full below ~1B parameters, on par at 11B (Lester et al.)",
-     "ours: % of full": share("prompt tuning, 20 tokens"), "ours: trainable %": top.loc["prompt tuning, 20 tokens", "trainable %"]},
-    {"method": "P-tuning v2, 20 tokens", "published": "BERT/RoBERTa-large: comparable to full across scales (Liu et al. 2022)",
-     "ours: % of full": share("P-tuning v2, 20 tokens"), "ours: trainable %": top.loc["P-tuning v2, 20 tokens", "trainable %"]},
-]).set_index("method")
-anchors.style.format({"ours: % of full": "{:.1f}", "ours: trainable %": "{:.2f}"})
+PUBLISHED = [  # method, setting, published share of full fine-tuning (%), published trainable %
+    ("LoRA r=8, query and value", "Hu et al., RoBERTa-base, SST-2 dev: LoRA 95.1 vs full 94.8", 100 * 95.1 / 94.8, 0.24),
+    ("Houlsby adapters, m=64", "Houlsby et al., BERT-large, GLUE test: 80.0 vs 80.4", 100 * 80.0 / 80.4, 3.6),
+    ("BitFit", "Ben Zaken et al., BERT, GLUE: competitive with full fine-tuning", np.nan, 0.08),
+    ("prompt tuning, 20 tokens", "Lester et al., T5: far behind below ~10B parameters", np.nan, np.nan),
+    ("P-tuning v2, 20 tokens", "Liu et al. 2022: comparable to full fine-tuning, 330M-10B", np.nan, np.nan)]
+anchors = pd.DataFrame([{"method": m, "published": text, "published: % of full": share, "published: trainable %": pct,
+                         "ours: % of full": 100 * wide.loc[m, max(BUDGETS)] / reference,
+                         "ours: trainable %": top.loc[m, "trainable %"]} for m, text, share, pct in PUBLISHED]).set_index("method")
+anchors.style.format({"published: % of full": "{:.1f}", "published: trainable %": "{:.2f}", "ours: % of full": "{:.1f}",
+                      "ours: trainable %": "{:.2f}"}, na_rep="-")
 """)
 
 md("""
-## 17.8 The goals, measured
-
-Before the store was filled we set three goals, at the budget where full fine-tuning has converged and on three-seed
-means: LoRA at least 99% of full fine-tuning with at most 0.5% of the parameters trainable; BitFit at least 97% with
-at most 0.2%; adapters at least 99% with at most 3%.
-""")
-
-code("""
-GOALS = [("LoRA r=8, query and value", 99, 0.5), ("BitFit", 97, 0.2), ("Houlsby adapters, m=64", 99, 3.0),
-         ("Pfeiffer adapters, m=64", 99, 3.0)]
-goals = pd.DataFrame([{"method": m, "goal: % of full": pct, "goal: at most % trainable": budget,
-                       "measured: % of full": 100 * top.loc[m, "test accuracy"] / plateau,
-                       "measured: % trainable": top.loc[m, "trainable %"]} for m, pct, budget in GOALS]).set_index("method")
-goals["met"] = (goals["measured: % of full"] >= goals["goal: % of full"]) & \\
-    (goals["measured: % trainable"] <= goals["goal: at most % trainable"])
-for method, row in goals.iterrows():
-    slug = method.split()[0].split(",")[0].lower()
-    mtlib.glue(f"ch17_goal_{slug}_pct", row["measured: % of full"])
-    mtlib.glue(f"ch17_goal_{slug}_trainable", row["measured: % trainable"])
-goals.style.format({"measured: % of full": "{:.1f}", "measured: % trainable": "{:.2f}"})
+Two studies speak to the questions this table cannot. Hugging Face's peft compares its methods on a decoder
+(fine-tuning Llama-3.2-3B on MetaMathQA, scored on GSM8K), the setting most readers meet today; and Biderman et al.
+{cite}`biderman2024lora` trained LoRA and full fine-tuning on code and mathematics, in continued pretraining and in
+instruction tuning, and found that LoRA learns less and forgets less: full fine-tuning reaches higher scores on the new
+domain, and LoRA keeps more of the base model's abilities outside it.
 """)
 
 md("""
 ## 17.9 One record, re-run
 
 The store is only worth reading if its records are what the code computes. Under the `local` profile, on a machine
-whose key matches the store's (this CPU's instruction set, two threads, the same library versions), the cell below
-trains one stored run again and compares every value except time and memory exactly: CPU runs here are deterministic.
-Elsewhere (Colab's GPU, another CPU) the key differs, the store says which fields, and the run is shown beside the
-stored one instead. Under `smoke` it runs the whole pipeline on a tiny configuration into a temporary store.
+whose key matches the store's, the cell below trains one stored run again and compares every value except time and
+memory exactly: CPU runs here are deterministic. It sets the number of CPU threads to the store's, which the key
+holds. Under `smoke` (and in the offline rehearsal) it runs the whole pipeline on a tiny configuration into a
+temporary store. On another machine (Colab's GPU, another CPU) the key differs, and the store says which fields.
 """)
 
 code("""
 import tempfile
 from pathlib import Path
 
-board = leaderboard.Leaderboard(cfg)
+import torch
+
 bitfit = leaderboard.METHODS["BitFit"]
-if cfg.profile == "smoke":  # the whole pipeline on a tiny configuration, into a temporary store
+if cfg.profile == "smoke" or cfg.rehearsal:  # the whole pipeline on a tiny configuration, into a temporary store
+    board = leaderboard.Leaderboard(cfg)
     scratch = Store(Path(tempfile.mkdtemp()) / "store.jsonl")
     key = board.key(bitfit, lr=bitfit.rates[1], seed=0, steps=3)
     stored = scratch.add(key, board.run(key), leaderboard.provenance("chapter 17 (smoke)"))
-else:  # a stored run: BitFit at 50 steps, at the rate the rule chose, second seed
-    key = board.key(bitfit, lr=found[("BitFit", 50)].lr, seed=1, steps=50)
-    stored = store.get(key)
-    if stored is None:  # computed elsewhere (another device, profile or library version): say what differs
+    again = board.run(key)
+else:  # the stored BitFit run at 50 steps whose accuracy is the median of its three seeds
+    cell = found[("BitFit", 50)]
+    seed = int(np.argsort(cell.values("test_accuracy"))[1])
+    stored = next(r for r in store if r["key"]["method"] == "BitFit" and r["key"]["steps"] == 50
+                  and r["key"]["lr"] == cell.lr and r["key"]["seed"] == seed and results.current(r["key"], "local"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(stored["key"]["threads"])
+    board = leaderboard.Leaderboard(cfg)
+    key = board.key(bitfit, lr=cell.lr, seed=seed, steps=50)
+    if key == stored["key"]:
+        again = board.run(key)
+    else:
         try:
             store.require(key)
         except StoreError as err:
             print(err)
-        stored = next(r for r in store if all(r["key"][f] == key[f] for f in ("method", "lr", "seed", "steps")))
-matched = stored["key"] == key
-again = board.run(key)
-differ = leaderboard.same_values(stored["values"], again)
-print(("the same key: " if matched else "another key: ")
-      + ("identical in every value but time and memory" if not differ else f"differs in {', '.join(differ)}"))
-live = pd.DataFrame({"stored": {k: stored["values"][k] for k in ("val_loss", "test_accuracy", "forgetting")},
-                     "run now": {k: again[k] for k in ("val_loss", "test_accuracy", "forgetting")}})
-live
+        again = None
+    torch.set_num_threads(threads)
+matched = again is not None
+differ = leaderboard.same_values(stored["values"], again) if matched else []
+mtlib.glue("ch17_rerun", "identical in every value but time and memory" if matched and not differ
+           else f"different in {', '.join(differ)}" if matched else "not re-run here (another key)")
+print("re-run:", "identical in every value but time and memory" if matched and not differ
+      else f"different in {', '.join(differ)}" if matched else "not re-run (another key)")
 """)
 
 md("""
 ## 17.10 Choosing a method
 
-What the measurements and the literature say, by the constraint that decides:
+What our measurements and the literature say, by the constraint that decides:
 
-- **Nothing trains yet, or you need a baseline in minutes.** The frozen probe: no gradient through the body, a
-  logistic regression on cached features. Every trained method must beat it by more than its seed spread before it
-  earns its cost.
-- **Memory is the limit (a model that barely fits).** LoRA on the attention projections, or QLoRA where the frozen
-  weights must shrink too (chapter 09): the optimiser state is that of the few trainable parameters.
-- **Many tasks on one backbone.** Anything that leaves the body untouched stores one small file per task: LoRA, BitFit,
-  adapters, prompts. LoRA and BitFit merge into the weights (no inference cost); adapters and prompts add layers or
-  tokens at every call.
-- **Inference must cost nothing extra.** Full fine-tuning, or LoRA merged into the weights.
-- **Few labels.** The probe or BitFit first; methods that change little overfit less (Ben Zaken et al.).
-- **The best accuracy, whatever it costs.** Full fine-tuning with its rate chosen, then LoRA on every linear layer,
-  which closes most of the remaining gap.
+- **You need a baseline in minutes.** The frozen probe: no gradient through the body, a logistic regression on cached
+  features, {glue:text}`ch17_probe:.3f` here. Every trained method has to beat it by more than its seed spread before
+  it earns its cost, and at 50 steps several do not (section 17.4).
+- **No labels at all.** Nothing in this table applies: every method here, the probe included, learns from labels.
+  Prompt a model zero-shot (chapter 10), label a few hundred examples, or pretrain further on unlabelled text of the
+  domain (chapter 04).
+- **Memory is the limit.** LoRA: its optimiser keeps state for the few trainable parameters only
+  ({glue:text}`ch17_peak_lora:.0f` MiB peak against {glue:text}`ch17_peak_full:.0f` MiB for full fine-tuning here, on
+  top of the weights). QLoRA stores the frozen weights in 4 bits as well (chapter 09).
+- **Many tasks on one backbone.** Anything that leaves the body untouched stores one small file per task: LoRA
+  ({glue:text}`ch17_saved_lora:.1f` MiB against {glue:text}`ch17_saved_full:.0f` MiB), BitFit, adapters, prompts. Keep
+  the modules separate and swap them per request; merging one in gives up the swap.
+- **Inference must cost nothing extra.** Full fine-tuning; LoRA and DoRA merged into the weights; BitFit, which only
+  changes biases. Adapters add layers and prompts add tokens at every call.
+- **The best accuracy within a budget.** Section 17.4's table: which method reaches 99% of full fine-tuning, and at
+  what budget.
 
 ## 17.11 Questions readers ask
 
-- **Which rank and alpha?** Rank 8 on query and value was Hu et al.'s default and is ours; scale $\\alpha/r$ held fixed
-  while the rank changes means the learning rate needs choosing again (chapter 09).
-- **Which learning rate?** Choose it, every time the method or the budget changes: the chosen rates above span
-  several decades, and a rate borrowed from another method can decide the comparison.
-- **How many steps?** Until full fine-tuning's validation accuracy stops rising; on this task that was between 400 and
-  800 steps of 32 sentences, about two epochs. Parameter-efficient methods starting from zero often need more.
-- **Merge or not?** Merge for serving one task (no extra latency); keep the adapter separate to swap tasks on one body.
-- **QLoRA's memory?** A 7B model in 4 bits holds about 3.5 GB of weights, against 14 GB in 16 bits; LoRA's optimiser
-  state is a few hundred MB at rank 16 on every linear layer.
-- **Prompt methods or LoRA?** On small encoders prompt tuning trails far behind (Lester et al. show the gap closing
-  only near ten billion parameters); P-tuning v2's prompts at every layer do better.
-- **When does full fine-tuning win?** When the task is far from pretraining and data is plentiful; Biderman et al.
-  found full fine-tuning learns more on code and mathematics, and LoRA forgets less.
+- **Which rank and alpha?** Rank 8 on the query and value projections is Hu et al.'s setting for RoBERTa and ours.
+  LoRA scales its update by $\\alpha / r$; with $\\alpha$ fixed, a larger rank takes smaller steps per direction, which
+  is why Hu et al. could change $r$ without retuning the rate. Change $\\alpha / r$, and choose the rate again
+  (chapter 09).
+- **Which learning rate?** Choose it, every time the method or the budget changes, by a stated rule (section 17.2).
+  A rate borrowed from another method can decide a comparison on its own.
+- **How many steps?** Until full fine-tuning's validation accuracy stops rising; section 17.4 measures where that is
+  on this task.
+- **Merge or not?** Merge to serve one task with no extra latency; keep the module separate to swap tasks on one body.
+- **How much memory does QLoRA need?** Computed below for a 7B model.
+- **Prompt methods or LoRA?** Prompt tuning's soft prompt is a few thousand numbers; on models far below ten billion
+  parameters it trails (Lester et al., on T5), and P-tuning v2's prompts at every layer do better (section 17.4 has
+  both on our encoder).
+- **When does full fine-tuning win?** When the new task or domain is far from what the model saw and there is data to
+  learn it: Biderman et al. found full fine-tuning learns more on code and mathematics.
+""")
+
+code("""
+def training_memory_gib(frozen_billions: float, frozen_bits: float, trainable_millions: float) -> float:
+    \"\"\"Frozen weights at `frozen_bits` each, plus 16 bytes per trainable parameter: its 32-bit weight, gradient and
+    Adam's two moments (mixed precision keeps a 16-bit copy and a 32-bit master: the same 16 bytes in all).
+    Activations are not counted: they grow with the batch and the sequence length.\"\"\"
+    return (frozen_billions * 1e9 * frozen_bits / 8 + trainable_millions * 1e6 * 16) / 2**30
+
+
+LORA_7B = 40  # millions: rank 16 on every linear layer of a 32-layer Llama-style 7B model (about 1.25M per layer)
+qlora = pd.Series({"full fine-tuning (every weight trains)": training_memory_gib(0, 16, 7000),
+                   "LoRA, frozen weights in 16 bits": training_memory_gib(7, 16, LORA_7B),
+                   "QLoRA, frozen weights in NF4 (4.127 bits with double quantisation)": training_memory_gib(7, 4.127, LORA_7B)},
+                  name="GiB before activations")
+for name, value in zip(("full", "lora", "qlora"), qlora):
+    mtlib.glue(f"ch17_mem7b_{name}", value)
+qlora.round(1).to_frame()
 """)
 
 md("""
 ## Check
 
-The store is complete (every method at every budget with three seeds at its chosen rate), every chosen rate is the
-one the rule written out above picks, every value is in range, and the re-run record reproduces its stored values.
+The store is complete at every budget, each chosen rate is the one the rule written out above picks from the rates
+tried, the accuracies and per-sentence results are consistent, and the re-run record reproduces its stored values.
 """)
 
 code("""
-assert all(row["rule agrees"] for _, row in rates.iterrows())
-assert all(0 <= r["test_accuracy"] <= 1 and len(r["test_correct"]) == example["key"]["data"]["test"] for c in found.values() for r in c.runs)
+for (method, steps), cell in found.items():
+    if cell.lr is not None:
+        assert rate_rule(cell.losses)[0] == cell.lr, (method, steps)  # the chapter's rule, on the stored losses
+    for run in cell.runs:
+        assert abs(run["test_accuracy"] - run["test_correct"].count("1") / len(run["test_correct"])) < 1e-12
 assert not matched or not differ, differ  # under the same key, the re-run is the stored run
-if cfg.profile != "smoke" and not cfg.rehearsal:
-    assert results.budgets(found) == [50, 200, 400], results.budgets(found)  # complete
-    assert all(found[(m, s)].complete for m in METHODS for s in (50, 200, 400))
-    assert gap["low"] < 0.5 * 100 and gap["high"] > -0.5 * 100  # full fine-tuning has stopped rising
+assert 0 < qlora.iloc[2] < qlora.iloc[1] < qlora.iloc[0]
+if not cfg.rehearsal:
+    assert BUDGETS == [50, 200, 400], BUDGETS  # every method, every budget, three seeds
+    assert full_800.complete and len(METHODS) == len(leaderboard.METHODS)
 print("all checks passed")
 """)
 
@@ -493,30 +613,59 @@ md("""
 ## Pitfalls
 
 - **A leaderboard without a rate rule.** Methods compared at one shared learning rate rank by how well that rate suits
-  them. Choose each method's rate on validation data, say how, and check the choice is not at the grid's edge.
-- **Reading the test set twice.** The rate is chosen on the validation loss; the test split is read once per run.
-- **One seed.** The seed spread at 50 steps is as large as the differences between methods: three seeds and a paired
-  interval before a ranking.
-- **A result under another key.** A number from another torch, precision or thread count is another experiment; the
-  store refuses it and says why.
-- **Timing runs that shared the machine.** Two jobs on two cores halve each other's speed; time steps side by side on
-  an idle machine.
+  each of them. Choose each method's rate on validation data, say how, and check that the choice is not at the edge
+  of the grid.
+- **The validation loss at long budgets.** Late in training a few confident mistakes raise the validation loss while
+  the accuracy still rises, and a loss-based rule then drifts towards small rates (section 17.4). Look at both.
+- **One seed, or intervals over sentences only.** A seed that collapses to chance moves a three-seed mean by points;
+  resample the seeds as well as the sentences before ranking methods.
+- **A result under another key.** A number from another torch, precision, thread count or instruction set is another
+  experiment; the store refuses it and says which fields differ.
+- **Timing runs that shared the machine.** Two jobs on two cores halve each other's speed; time the steps side by
+  side on an idle machine.
 
 ## Exercises
 
-1. Add rank 16 on every linear layer to `leaderboard.METHODS` and fill its rows with
-   `make leaderboard ARGS="--methods ..."`. Does it close the gap to full fine-tuning at 400 steps?
-2. Re-read section 17.4 with the validation accuracy instead of the validation loss as the rate rule's criterion:
-   which chosen rates change?
-3. Pick the method of section 17.10 for a reader with a 7B model, one 24 GB GPU and four tasks, and justify it with
-   numbers from this chapter and chapter 09.
+1. Which methods reach 97% of full fine-tuning's accuracy within 50 steps, and which need 400?
+
+   ```{dropdown} Answer
+   Section 17.4's table, column "steps to 97%", answers it from the store; {glue:text}`ch17_n_rising` methods were
+   still gaining between 200 and 400 steps beyond the noise, so for them 400 steps is not their plateau.
+   ```
+
+2. Choose each rate by the validation accuracy instead of the validation loss. Which choices change?
+
+   ```{dropdown} Answer
+   The cell of section 17.2 computes it from the stored first-seed runs: {glue:text}`ch17_changed_by_accuracy` of the
+   {glue:text}`ch17_cells` choices change. With {glue:text}`ch17_n_val:,` validation sentences, two rates often score
+   within a few sentences of each other, and the accuracy cannot tell them apart; the loss can.
+   ```
+
+3. The seeds after the first ran at a rate chosen on the first seed's run. Is the first seed's accuracy biased
+   upwards?
+
+   ```{dropdown} Answer
+   Compare the columns "test accuracy" and "later seeds" of `summary`: the first seed's rate was picked because its
+   validation loss was lowest, and its test accuracy shares some of that luck. Across the cells of the store the mean
+   of the later seeds is {glue:text}`ch17_later_minus_all:+.2f` points from the three-seed mean.
+   ```
+
+4. A reader has a 7B model, one 24 GB GPU and four tasks. Which method?
+
+   ```{dropdown} Answer
+   Full fine-tuning needs about {glue:text}`ch17_mem7b_full:.0f` GiB before activations: out of reach. LoRA on 16-bit
+   frozen weights needs about {glue:text}`ch17_mem7b_lora:.1f` GiB, which fits with room for activations at a modest
+   batch; QLoRA about {glue:text}`ch17_mem7b_qlora:.1f` GiB, leaving room for longer sequences. One LoRA module per
+   task, a few tens of MB each, swapped on one base model.
+   ```
 
 ## References
 
-LoRA {cite}`hu2022lora`; DoRA {cite}`liu2024dora`; adapters {cite}`houlsby2019adapters,pfeiffer2021adapterfusion`;
-BitFit {cite}`benzaken2022bitfit`; prompt tuning {cite}`lester2021power`; P-tuning v2 {cite}`liu2022ptuning`;
-discriminative rates and gradual unfreezing {cite}`howard2018ulmfit`; LoRA against full fine-tuning on forgetting
-{cite}`biderman2024lora`; TREC {cite}`li2002trec`; SST-2 {cite}`socher2013sst`.
+LoRA {cite}`hu2022lora`; DoRA {cite}`liu2024dora`; QLoRA {cite}`dettmers2023qlora`; adapters
+{cite}`houlsby2019adapters,pfeiffer2021adapterfusion`; BitFit {cite}`benzaken2022bitfit`; prompt tuning
+{cite}`lester2021power`; P-tuning v2 {cite}`liu2022ptuning`; discriminative rates and gradual unfreezing
+{cite}`howard2018ulmfit`; LoRA against full fine-tuning on forgetting {cite}`biderman2024lora`; TREC {cite}`li2002trec`;
+SST-2 {cite}`socher2013sst`.
 
 ```{bibliography}
 :filter: docname in docnames
