@@ -101,38 +101,17 @@ except StoreError as err:
 md("""
 ## 17.2 One rule for the learning rate
 
-A comparison of methods is only as fair as the learning rate each one gets. Every row of the store follows one rule,
-the book's: train the first seed at each rate of a grid of at least three (half a decade apart), keep the rate with
-the **lowest validation loss**, and when that rate sits at an edge of the grid, try the next rate beyond it before the
-choice stands; then run the other seeds at the chosen rate. The validation loss, not the accuracy, because on {glue:text}`ch17_n_val:,`
-sentences the accuracy moves in steps of {glue:text}`ch17_val_step:.2f` points and ties are common; the loss sees a confident wrong answer that
-the accuracy does not. Written out, as `mtlib.tuning.leaderboard` runs it:
+A comparison of methods is only as fair as the learning rate each one gets. Every row of the store follows the book's
+rule (chapter 06 writes it out as `mtlib.tuning.rates`): train the first seed at each rate of a grid of at least three,
+half a decade apart, keep the rate with the **lowest validation loss**, and when that rate sits at an edge of the grid,
+try the next rate beyond it before the choice stands; then run the other seeds at the chosen rate. The validation
+loss, not the accuracy, because on {glue:text}`ch17_n_val:,` sentences the accuracy moves in steps of
+{glue:text}`ch17_val_step:.2f` points and ties are common; the loss also sees how confident the wrong answers are.
 """)
 
-code('''
-def next_rate(rate: float, up: bool) -> float:
-    """The next rate on the book's half-decade grid (1, 3, 10, 30, ... times a power of ten), up or down."""
-    exponent = int(np.floor(np.log10(rate) + 1e-9))
-    mantissa = round(rate / 10 ** exponent)
-    if mantissa not in (1, 3):
-        raise ValueError(f"{rate} is not on the half-decade grid (1 or 3 times a power of ten).")
-    if up:
-        return float(f"{3 * 10 ** exponent:.0e}") if mantissa == 1 else float(f"{10 ** (exponent + 1):.0e}")
-    return float(f"{10 ** exponent:.0e}") if mantissa == 3 else float(f"{3 * 10 ** (exponent - 1):.0e}")
-
-
-def rate_rule(losses: dict[float, float]) -> tuple[float, float | None]:
-    """The book's rate rule: the rate with the lowest validation loss. When it sits at an edge of the rates tried,
-    also the next rate beyond that edge, to try before the choice stands (None when the choice is interior)."""
-    finite = {lr: loss if np.isfinite(loss) else np.inf for lr, loss in losses.items()}  # a diverged run never wins
-    best = min(finite, key=finite.get)
-    if len(losses) > 1 and best == min(losses):
-        return best, next_rate(best, up=False)
-    if len(losses) > 1 and best == max(losses):
-        return best, next_rate(best, up=True)
-    return best, None
-''')
-
+code("""
+from mtlib.tuning.rates import rate_rule
+""")
 
 md("""
 The rates each method tried at each budget, with the first seed's validation loss; the chosen one is starred. Where
