@@ -9,8 +9,8 @@ A record is one training run, one line of JSON:
 The key holds the technique and its whole config, the rate, the seed, the step budget, the training recipe, the data
 (its files' hashes and the sample), the forgetting probe's settings, the checkpoint and the hash of its files, the
 profile, the precision, the device, the CPU threads and instruction set, the versions of the libraries, and a run
-format that is bumped by hand when the code of a run changes its results. A record is looked up by its whole key: a record whose key does not match the run asked for is never
-used, and `require` says which fields differ. Records are appended as runs end, so a long computation resumes where
+format that is bumped by hand when the code of a run changes its results. A record is looked up by its whole key:
+a record whose key does not match the run asked for is never used, and `require` says which fields differ. Records are appended as runs end, so a long computation resumes where
 it stopped.
 """
 from __future__ import annotations

@@ -44,7 +44,8 @@ class Filler:
     """Runs what the store lacks, in the order of the plan."""
 
     def __init__(self, board: Leaderboard, store: Store, command: str, minutes: float | None, dry_run: bool):
-        self.board, self.store, self.command, self.dry_run = board, store, command, dry_run
+        self.board, self.store, self.dry_run = board, store, dry_run
+        self.started = provenance(command)  # the code as it was when this process imported it
         self.deadline = time.monotonic() + 60 * minutes if minutes else None
         self.ran = self.missing = 0
 
@@ -58,7 +59,7 @@ class Filler:
             return None
         start = time.perf_counter()
         values = self.board.run(key)
-        self.store.add(key, values, provenance(self.command))
+        self.store.add(key, values, {**self.started, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
         self.ran += 1
         print(f"{key['method']:32s} steps {key['steps']:4d}  lr {key['lr'] or 0:.0e}  seed {key['seed']}  "
               f"val loss {values.get('val_loss', float('nan')):.4f}  test {values['test_accuracy']:.4f}  "

@@ -5,6 +5,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,7 +14,8 @@ from mtlib import data
 from mtlib.store import Store
 from mtlib.tuning import leaderboard
 from mtlib.train import fit
-from mtlib.tuning.leaderboard import METHODS, PROBE, Leaderboard, StepBudget, rate_rule, next_rate
+from mtlib.tuning.leaderboard import METHODS, PROBE, Leaderboard, StepBudget
+from mtlib.tuning.rates import next_rate, rate_rule
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("leaderboard_script", ROOT / "scripts" / "leaderboard.py")
@@ -124,6 +126,33 @@ def test_key_from_another_setting_is_refused(board):
     key["precision"] = "bf16"
     with pytest.raises(ValueError, match="another setting"):
         board.run(key)
+
+
+def test_pick_rate_grows_the_grid_past_an_edge():
+    from types import SimpleNamespace
+
+    from mtlib.tuning.rates import pick_rate
+
+    def run_at(loss_of):
+        tried = []
+
+        def run(lr):
+            tried.append(lr)
+            return SimpleNamespace(lr=lr, history=SimpleNamespace(last={"val_loss": loss_of(lr)}))
+        return run, tried
+
+    def loss(lr):
+        return abs(np.log10(lr) + 2.2)  # lowest near 6e-3, above the grid
+
+    run, tried = run_at(loss)
+    best, grid = pick_rate(run, (1e-4, 3e-4, 1e-3), extensions=2)  # two steps up, still at the edge: it stands
+    assert tried == [1e-4, 3e-4, 1e-3, 3e-3, 1e-2] and best.lr == 1e-2 and [r.lr for r in grid] == tried
+    run, tried = run_at(loss)
+    best, grid = pick_rate(run, (1e-4, 3e-4, 1e-3), extensions=3)  # the third step up is worse: 1e-2 is interior
+    assert tried == [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2] and best.lr == 1e-2
+    run, tried = run_at(loss)
+    best, _ = pick_rate(run, (3e-3, 1e-2, 3e-2))  # interior at once: nothing more runs
+    assert tried == [3e-3, 1e-2, 3e-2] and best.lr == 1e-2
 
 
 def test_script_fills_resumes_and_verifies(tmp_path, capsys, monkeypatch):

@@ -36,6 +36,7 @@ from ..params import count_parameters
 from ..train import fit, predict
 from . import adapters, bitfit, layerwise, lora, prefix, prompt
 from .common import save
+from .rates import rate_rule  # noqa: F401 (the store's script and chapter 17 read it here)
 from .task import BATCH_SIZE, MAX_LENGTH, mean_pooled_features
 
 TASK = "sst2-encoder"
@@ -137,8 +138,18 @@ def versions() -> dict:
             "numpy": np.__version__, "sklearn": sklearn.__version__}
 
 
+def source_sha256() -> str:
+    """The sha256 of mtlib's Python source as it is now (for provenance: which code computed a record)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def provenance(command: str) -> dict:
-    """Where and when a record was computed."""
+    """Where and when a record was computed: take it when the computing process starts, before the code can change
+    under it (the commit, "-dirty" with uncommitted changes, and the hash of mtlib's source), and set the date per
+    record."""
     try:  # "-dirty" when the working tree had changes that no commit holds
         commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], capture_output=True,
                                 text=True, timeout=10, cwd=Path(__file__).parent).stdout.strip()
@@ -150,7 +161,8 @@ def provenance(command: str) -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"commit": commit, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cpu": cpu, "command": command}
+    return {"commit": commit, "mtlib_sha256": source_sha256(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "cpu": cpu, "command": command}
 
 
 class Leaderboard:
@@ -280,26 +292,3 @@ def same_values(a: dict, b: dict) -> list[str]:
     skip = ("seconds", "peak_mib")
     return [name for name in sorted(set(a) | set(b)) if name not in skip and json.dumps(a.get(name)) !=
             json.dumps(b.get(name))]
-
-
-def next_rate(rate: float, up: bool) -> float:
-    """The next rate on the book's half-decade grid (1, 3, 10, 30, ... times a power of ten), up or down."""
-    exponent = int(np.floor(np.log10(rate) + 1e-9))
-    mantissa = round(rate / 10 ** exponent)
-    if mantissa not in (1, 3):
-        raise ValueError(f"{rate} is not on the half-decade grid (1 or 3 times a power of ten).")
-    if up:
-        return float(f"{3 * 10 ** exponent:.0e}") if mantissa == 1 else float(f"{10 ** (exponent + 1):.0e}")
-    return float(f"{10 ** exponent:.0e}") if mantissa == 3 else float(f"{3 * 10 ** (exponent - 1):.0e}")
-
-
-def rate_rule(losses: dict[float, float]) -> tuple[float, float | None]:
-    """The book's rate rule: the rate with the lowest validation loss. When it sits at an edge of the rates tried,
-    also the next rate beyond that edge, to try before the choice stands (None when the choice is interior)."""
-    finite = {lr: loss if np.isfinite(loss) else np.inf for lr, loss in losses.items()}  # a diverged run never wins
-    best = min(finite, key=finite.get)
-    if len(losses) > 1 and best == min(losses):
-        return best, next_rate(best, up=False)
-    if len(losses) > 1 and best == max(losses):
-        return best, next_rate(best, up=True)
-    return best, None

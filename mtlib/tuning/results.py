@@ -2,7 +2,7 @@
 
 The store (`mtlib.store`) holds one record per run. This module groups them as chapter 17 reads them: for every
 method and step budget, the first seed's validation loss at each rate tried, the rate the book's rule chose (the
-lowest validation loss; `leaderboard.rate_rule`), and the seeds run at that rate. Only records of the methods as
+lowest validation loss; `rates.rate_rule`), and the seeds run at that rate. Only records of the methods as
 `leaderboard.METHODS` defines them now, of the current run format and of one profile are read.
 
     found = cells(Store())                      # {(method, steps): Cell}
@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ..store import SHIPPED, Store
-from .leaderboard import METHODS, PROBE, RUN_FORMAT, SEEDS, rate_rule
-from .task import paired_difference
+from .leaderboard import METHODS, PROBE, RUN_FORMAT, SEEDS
+from .rates import rate_rule
 
 REFERENCE = "full fine-tuning"
 STEP_TIMES = SHIPPED.with_name("step_times.json")
@@ -50,6 +50,24 @@ class Cell:
     def correct(self) -> np.ndarray:
         """Per-sentence test correctness, one row per seed."""
         return np.array([[int(c) for c in run["test_correct"]] for run in self.runs])
+
+
+def seeds_and_sentences(correct_a: np.ndarray, correct_b: np.ndarray, draws: int = 2000, seed: int = 0) -> dict:
+    """Accuracy of a minus b on the same test sentences, with a 95% bootstrap interval that resamples both sources of
+    noise: each method's seeds (with replacement, independently) and the sentences (together, so that the pairing
+    still removes each sentence's own difficulty). `task.paired_difference` resamples the sentences only, which is
+    too narrow when one seed of a method behaves unlike the others. Rows are seeds, columns sentences."""
+    a, b = np.atleast_2d(correct_a).astype(float), np.atleast_2d(correct_b).astype(float)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"The two methods were scored on different test sets ({a.shape[1]} and {b.shape[1]} "
+                         "sentences): compare runs of the same task.")
+    rng = np.random.default_rng(seed)
+    per_draw_a = a[rng.integers(0, len(a), size=(draws, len(a)))].mean(axis=1)  # (draws, sentences)
+    per_draw_b = b[rng.integers(0, len(b), size=(draws, len(b)))].mean(axis=1)
+    sentences = rng.integers(0, a.shape[1], size=(draws, a.shape[1]))
+    means = np.take_along_axis(per_draw_a - per_draw_b, sentences, axis=1).mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"difference": float(a.mean() - b.mean()), "low": float(low), "high": float(high)}
 
 
 def current(key: dict, profile: str) -> bool:
@@ -90,9 +108,10 @@ def budgets(found: dict) -> list[int]:
 
 
 def summary(found: dict, reference: str = REFERENCE) -> pd.DataFrame:
-    """One row per method and budget: the chosen rate, test accuracy over the seeds, its share of the reference's at
-    the same budget, the paired difference from the reference with its 95% interval over the test sentences, the
-    trainable parameters, forgetting (TREC probe points lost), memory and saved size."""
+    """One row per method and budget: the chosen rate, test accuracy over the seeds (and over the seeds after the
+    first, whose rate was not chosen on their own runs), its share of the reference's at the same budget, the paired
+    difference from the reference and from the probe with 95% intervals over seeds and sentences
+    (`seeds_and_sentences`), the trainable parameters, forgetting (TREC probe points lost), memory and saved size."""
     probe = found.get((PROBE.name, 0))
     rows = []
     for (method, steps), cell in sorted(found.items(), key=lambda item: (item[0][1], list(METHODS).index(item[0][0])
@@ -101,22 +120,48 @@ def summary(found: dict, reference: str = REFERENCE) -> pd.DataFrame:
             continue
         test, ref = cell.values("test_accuracy"), found.get((reference, steps))
         row = {"method": method, "steps": steps, "lr": cell.lr, "at edge": cell.at_edge, "seeds": len(cell.runs),
-               "test accuracy": test.mean(), "± sd": test.std(ddof=1),
+               "test accuracy": test.mean(), "± sd": test.std(ddof=1), "later seeds": test[1:].mean(),
                "trainable": int(cell.runs[0]["trainable"]),
                "trainable %": 100 * cell.runs[0]["trainable"] / cell.runs[0]["total"],
                "forgetting": cell.values("forgetting").mean(), "forgetting sd": cell.values("forgetting").std(ddof=1),
                "peak MiB": cell.values("peak_mib").mean(), "saved MiB": cell.runs[0]["saved_bytes"] / 2**20}
-        if ref is not None and ref.complete:
-            paired = paired_difference(cell.correct(), ref.correct())
+        if ref is not None and ref.complete and method != reference:
+            paired = seeds_and_sentences(cell.correct(), ref.correct())
             row.update({"% of full": 100 * test.mean() / ref.values("test_accuracy").mean(),
                         "vs full": 100 * paired["difference"], "low": 100 * paired["low"],
                         "high": 100 * paired["high"]})
         if probe is not None:
-            vs_probe = paired_difference(cell.correct(), probe.correct())
+            vs_probe = seeds_and_sentences(cell.correct(), probe.correct())
             row.update({"vs probe": 100 * vs_probe["difference"], "probe low": 100 * vs_probe["low"],
                         "probe high": 100 * vs_probe["high"]})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def against_controls(found: dict, method: str, controls=(REFERENCE, "head only")) -> pd.DataFrame:
+    """One method against the controls at every stored budget (chapters 06-11, "At a longer budget"): test accuracy
+    (mean ± sd over the seeds) of the method, each control and the frozen probe, and the method's paired difference
+    from each, in points with its 95% interval over seeds and sentences."""
+    probe = found.get((PROBE.name, 0))
+    rows = {}
+    for steps in sorted(s for m, s in found if m == method and found[(m, s)].complete):
+        cell = found[(method, steps)]
+        row = {method: _mean_sd(cell)}
+        for other in (*controls, PROBE.name):
+            against = probe if other == PROBE.name else found.get((other, steps))
+            if against is None or not against.complete or other == method:
+                continue
+            row[other] = _mean_sd(against)
+            paired = seeds_and_sentences(cell.correct(), against.correct())
+            row[f"vs {other}"] = (f"{100 * paired['difference']:+.1f} [{100 * paired['low']:+.1f}, "
+                                  f"{100 * paired['high']:+.1f}]")
+        rows[steps] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("steps")
+
+
+def _mean_sd(cell: Cell) -> str:
+    test = cell.values("test_accuracy")
+    return f"{test.mean():.3f}" + (f" ± {test.std(ddof=1):.3f}" if len(test) > 1 else "")
 
 
 def step_times(path: Path = STEP_TIMES) -> dict[str, float]:
