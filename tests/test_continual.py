@@ -30,3 +30,34 @@ def test_forward_transfer_against_a_stated_baseline():
 def test_clear_error_on_a_matrix_of_the_wrong_shape():
     with pytest.raises(ValueError, match="square matrix"):
         average_accuracy(np.ones((2, 3)))
+
+
+def test_replay_buffer_keeps_a_uniform_sample_of_everything_seen():
+    from mtlib.continual import ReplayBuffer
+
+    counts = np.zeros(100)
+    for seed in range(2000):
+        buffer = ReplayBuffer(10, seed=seed)
+        for example in range(100):  # task 0 is 0..49, task 1 is 50..99: the old task must not be crowded out
+            buffer.add(example)
+        assert len(buffer) == 10 and len(set(buffer.items)) == 10
+        counts[buffer.items] += 1
+    share = counts / 2000  # each example kept with probability 10 / 100
+    assert abs(share[:50].mean() - 0.1) < 0.005 and abs(share[50:].mean() - 0.1) < 0.005
+    assert share.min() > 0.07 and share.max() < 0.13
+
+
+def test_replay_buffer_sampling_and_errors():
+    from mtlib.continual import ReplayBuffer
+
+    buffer = ReplayBuffer(5, seed=0)
+    with pytest.raises(ValueError, match="empty"):
+        buffer.sample(2)
+    for example in "abc":
+        buffer.add(example)
+    assert sorted(buffer.sample(8)) == ["a", "b", "c"] and len(buffer.sample(2)) == 2
+    assert len(set(buffer.sample(3))) == 3
+    with pytest.raises(ValueError, match="at least one example"):
+        ReplayBuffer(0)
+    with pytest.raises(ValueError, match="batch_size"):
+        buffer.sample(0)

@@ -16,7 +16,7 @@ import pytest
 import torch
 from datasets import ClassLabel, DatasetDict, Value
 
-from mtlib import data, zoo
+from mtlib import data, sources, zoo
 from mtlib.data import DataError
 from mtlib.runtime import Config
 
@@ -335,8 +335,11 @@ def test_file_missing_everywhere_mentions_the_hub(tmp_path, monkeypatch):
         data.load_dataset("sms_spam")
     message = str(err.value)
     assert "'sms_spam'" in message
-    assert "sms_spam/SMSSpamCollection has no original address" in message
+    assert (f"a rebuild from public sources (mtlib.sources 'sms_spam'): downloading {sources.SMS_URL} failed: "
+            "<urlopen error network access is blocked") in message  # the recipe was tried, offline here
     assert "the Hugging Face hub (ucirvine/sms_spam)" in message
+    assert message.index("a rebuild from public sources") < message.index("the Hugging Face hub")
+    assert not (tmp_path / "cache" / "data").exists()  # nothing built, nothing cached
 
 
 def test_no_mirror_configured(monkeypatch):

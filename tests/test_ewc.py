@@ -81,16 +81,19 @@ def test_penalty_is_zero_at_the_anchor_and_pulls_back_as_lam_f():
             assert p.grad is None
 
 
-def test_uniform_fisher_is_l2_towards_the_anchor():
+def test_uniform_fisher_is_l2_towards_the_anchor_with_the_same_total_weight():
     model = tiny_bert()
-    fisher = uniform_like({n: p for n, p in model.named_parameters()})
-    ewc = EWC(model, fisher, lam=2.0)
+    fisher = {n: torch.rand_like(p) for n, p in model.named_parameters()}
+    uniform = uniform_like(fisher)
+    level = sum(f.sum() for f in fisher.values()) / sum(f.numel() for f in fisher.values())
+    torch.testing.assert_close(sum(f.sum() for f in uniform.values()), sum(f.sum() for f in fisher.values()))
+    ewc = EWC(model, uniform, lam=2.0)
     anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
     l2 = sum(((p - anchor[n]) ** 2).sum() for n, p in model.named_parameters())
-    torch.testing.assert_close(ewc.penalty(model), l2)  # lam / 2 = 1
+    torch.testing.assert_close(ewc.penalty(model), level * l2)  # lam / 2 = 1
 
 
 def test_online_consolidation_decays_the_old_fisher_and_moves_the_anchor():

@@ -14,7 +14,7 @@ from mtlib import data
 from mtlib.store import Store
 from mtlib.tuning import leaderboard
 from mtlib.train import fit
-from mtlib.tuning.leaderboard import METHODS, PROBE, Leaderboard, StepBudget
+from mtlib.tuning.leaderboard import METHODS, PROBE, Leaderboard, StepBudget, same_values
 from mtlib.tuning.rates import next_rate, rate_rule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +119,17 @@ def test_every_method_trains_what_it_should(board):
             assert all(n.endswith(".bias") or n.startswith(head) for n in trained) and not new, method.name
         else:
             assert all(n.startswith(head) for n in trained) and new, method.name
+
+
+def test_a_chapter_preparing_the_model_itself_reproduces_the_record(board):
+    """A chapter applies its own written-out technique and calls train_and_measure: the values are the record's."""
+    from mtlib.tuning import bitfit
+
+    method = METHODS["BitFit"]
+    stored = board.run(board.key(method, method.rates[1], seed=1, steps=2))
+    model = board.model(seed=1)
+    bitfit.apply(model, bitfit.BitFitConfig())
+    assert same_values(stored, board.train_and_measure(model, method.rates[1], seed=1, steps=2)) == []
 
 
 def test_key_from_another_setting_is_refused(board):

@@ -36,7 +36,6 @@ from ..params import count_parameters
 from ..train import fit, predict
 from . import adapters, bitfit, layerwise, lora, prefix, prompt
 from .common import save
-from .rates import rate_rule  # noqa: F401 (the store's script and chapter 17 read it here)
 from .task import BATCH_SIZE, MAX_LENGTH, mean_pooled_features
 
 TASK = "sst2-encoder"
@@ -257,9 +256,15 @@ class Leaderboard:
             return self.run_probe()
         model = self.model(key["seed"])
         optimizer = self.prepare(method, model, key["lr"], key["steps"])
+        return self.train_and_measure(model, key["lr"], key["seed"], key["steps"], optimizer)
+
+    def train_and_measure(self, model: torch.nn.Module, lr: float, seed: int, steps: int, optimizer=None) -> dict:
+        """Train a prepared model (a technique applied, or a chapter's own preparation) on `seed`'s batches for
+        `steps` at `lr` with the store's recipe, then measure it as a record's values: validation and test scores,
+        per-sentence test correctness, the loss curve, sizes, memory, time and forgetting."""
         with measure.usage(self.cfg.device) as used, self.autocast():
-            history = fit(model, self.train_loader(key["seed"], key["steps"]), self.scored["validation"], epochs=1,
-                          lr=key["lr"], optimizer=optimizer, verbose=False)
+            history = fit(model, self.train_loader(seed, steps), self.scored["validation"], epochs=1, lr=lr,
+                          optimizer=optimizer, verbose=False)
         with self.autocast():
             test = predict(model, self.scored["test"], self.cfg.device)
         counted = count_parameters(model)

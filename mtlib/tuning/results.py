@@ -41,7 +41,7 @@ class Cell:
 
     @property
     def at_edge(self) -> bool:
-        """The chosen rate is the smallest or largest tried (the grid was extended as far as the script goes)."""
+        """The chosen rate is still the smallest or the largest tried (the script grows a grid at most four times)."""
         return self.lr is not None and rate_rule(self.losses)[1] is not None
 
     def values(self, name: str) -> np.ndarray:
@@ -90,8 +90,7 @@ def cells(store: Store | None = None, profile: str = "local") -> dict[tuple[str,
             cell.losses[key["lr"]] = record["values"]["val_loss"]
     for cell in found.values():
         if cell.losses:
-            finite = {lr: loss if np.isfinite(loss) else np.inf for lr, loss in cell.losses.items()}
-            cell.lr = min(finite, key=finite.get)
+            cell.lr = rate_rule(cell.losses)[0]
     for record in sorted(records, key=lambda r: r["key"]["seed"]):
         key = record["key"]
         cell = found[(key["method"], key["steps"])]
