@@ -99,6 +99,10 @@ ZH_MARKDOWN = [
 
 随机种子之间的波动说明一种方法的准确率在不同运行之间会变动多少；而一种方法是否胜过另一种，则要在同样的测试句子上回答。下表给出在相同预算下与全参数微调的差值（单位为百分点）和 95% 自助法区间。这个区间对两种噪声来源都做重抽样：每种方法的三个随机种子，以及 {glue:text}`ch17_n_test:,` 个测试句子。两种方法共用这些测试句子，每个句子本身的难易因而相互抵消（`results.seeds_and_sentences`；第 7 章的区间只对句子重抽样，某个随机种子训练崩溃时，这样的区间是看不出来的）。接着是与冻结探测的同样比较：
 """,
+    # EN: 'Read the two tables as a practitioner would. Of the {glue:te' a0d4660cdf
+    r"""
+像实践者那样读这两张表。除全参数微调之外训练过的 {glue:text}`ch17_n_trained` 种方法中，50 步时有 {glue:text}`ch17_beat_probe_50` 种超出噪声地胜过冻结探测（整个区间都在零以上），{glue:text}`ch17_below_probe_50` 种低于它；200 步时胜过它的有 {glue:text}`ch17_beat_probe_200` 种，400 步时有 {glue:text}`ch17_beat_probe_400` 种。与同一预算下的全参数微调相比，50 步时有 {glue:text}`ch17_tie_full_50` 种方法落在噪声之内，200 步时 {glue:text}`ch17_tie_full_200` 种，400 步时 {glue:text}`ch17_tie_full_400` 种；到 400 步仍低于它的有 {glue:text}`ch17_below_full_400` 种。
+""",
     # EN: 'Has full fine-tuning stopped rising? The store also holds it' ea423ecc97
     r"""
 全参数微调是否已经不再上升？结果库里还有它训练 800 步（3.7 轮）的运行，学习率按同一条规则选定。下面是它在 800 步下试过的每个学习率：
