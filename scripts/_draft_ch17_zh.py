@@ -26,6 +26,8 @@ COLAB = f"https://colab.research.google.com/github/model-migration/model-migrati
 
 # English comment (the text after `#`, stripped) -> Chinese. Code, strings and docstrings stay as they are.
 COMMENTS = {
+    "the full profile (Colab): another model and device, so another key; nothing to download or re-run":
+        "full 档位（Colab）：模型和设备都不同，键也就不同；既不下载，也不重新运行",
     "in Colab: install mtlib (everything else is preinstalled)": "在 Colab 中：安装 mtlib（其余依赖已预装）",
     "the records shipped inside mtlib: mtlib/results/leaderboard.jsonl": "随 mtlib 发布的记录：mtlib/results/leaderboard.jsonl",
     "the budgets at which every method has all its seeds": "每种方法的随机种子都已齐全的那些预算",
