@@ -127,15 +127,18 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def time_steps(board: Leaderboard, methods, rounds: int = 2, steps: int = 12, skip: int = 2) -> dict:
+def time_steps(board: Leaderboard, methods, rounds: int = 2, steps: int = 12, skip: int = 2) -> tuple[dict, dict]:
     """Seconds per optimiser step of each method, measured side by side: `rounds` passes over the methods in turn,
     each a fresh model trained `steps` steps on the first seed's batches; the median of the steps after the first
-    `skip` (warm-up) per pass. Returns {method: [one median per round]}."""
+    `skip` (warm-up) per pass. Then, with the module in place (unmerged), seconds per forward pass over a batch of the
+    test split in eval mode, the median of the same number of batches. Returns ({method: [one median per round]},
+    {method: [one inference median per round]})."""
     import statistics
 
     import torch
 
     times: dict[str, list[float]] = {}
+    inference: dict[str, list[float]] = {}
     for _ in range(rounds):
         for method in methods:
             model = board.model(seed=0)
@@ -158,8 +161,21 @@ def time_steps(board: Leaderboard, methods, rounds: int = 2, steps: int = 12, sk
                 sync(board.cfg.device)
                 spent.append(time.perf_counter() - start)
             times.setdefault(method.name, []).append(round(statistics.median(spent[skip:]), 4))
-            print(f"{method.name:32s} {times[method.name]}", flush=True)
-    return times
+            model.eval()
+            forward = []
+            test_batches = list(board.scored["test"])
+            with torch.no_grad():
+                for i in range(steps):  # the test split's batches in turn, again from the first if it has fewer
+                    batch = {k: v.to(board.cfg.device) for k, v in test_batches[i % len(test_batches)].items()}
+                    sync(board.cfg.device)
+                    start = time.perf_counter()
+                    with board.autocast():
+                        model(**batch)
+                    sync(board.cfg.device)
+                    forward.append(time.perf_counter() - start)
+            inference.setdefault(method.name, []).append(round(statistics.median(forward[skip:]), 4))
+            print(f"{method.name:32s} step {times[method.name]}  inference {inference[method.name]}", flush=True)
+    return times, inference
 
 
 def main(argv=None) -> int:
@@ -192,10 +208,11 @@ def main(argv=None) -> int:
         if load > 0.5:
             raise SystemExit(f"The load average is {load:.2f}: another job shares the CPU, and its timings would be "
                              "worthless. Run --time on an idle machine (load below 0.5).")
-        times = time_steps(board, methods)
+        times, inference = time_steps(board, methods)
         out = args.store.with_name("step_times.json")
         key = board.key(PROBE, None, 0, 0)
-        out.write_text(json.dumps({"seconds_per_step": times, "setting": {k: key[k] for k in (
+        out.write_text(json.dumps({"seconds_per_step": times, "inference_seconds_per_batch": inference,
+                                   "setting": {k: key[k] for k in (
             "data", "checkpoint", "profile", "precision", "threads", "device", "versions")},
             "provenance": provenance(command),
             "load_before": round(load, 2)}, indent=1, sort_keys=True) + "\n")

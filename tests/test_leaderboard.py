@@ -132,6 +132,12 @@ def test_a_chapter_preparing_the_model_itself_reproduces_the_record(board):
     assert same_values(stored, board.train_and_measure(model, method.rates[1], seed=1, steps=2)) == []
 
 
+def test_time_steps_measures_training_and_inference(board):
+    steps, inference = script.time_steps(board, [METHODS["LoRA r=8, query and value"]], rounds=1, steps=3, skip=1)
+    assert list(steps) == list(inference) == ["LoRA r=8, query and value"]
+    assert 0 < inference["LoRA r=8, query and value"][0] < steps["LoRA r=8, query and value"][0]
+
+
 def test_key_from_another_setting_is_refused(board):
     key = board.key(METHODS["BitFit"], 1e-3, 0, 2)
     key["precision"] = "bf16"

@@ -163,10 +163,11 @@ def _mean_sd(cell: Cell) -> str:
     return f"{test.mean():.3f}" + (f" ± {test.std(ddof=1):.3f}" if len(test) > 1 else "")
 
 
-def step_times(path: Path = STEP_TIMES) -> dict[str, float]:
-    """Seconds per optimiser step of each method, measured side by side on an idle machine (`--time`): the median of
-    the rounds."""
+def step_times(path: Path = STEP_TIMES, what: str = "seconds_per_step") -> dict[str, float]:
+    """Seconds per optimiser step of each method (or, with what="inference_seconds_per_batch", per forward pass over
+    a test batch with the module in place), measured side by side on an idle machine (`--time`): the median of the
+    rounds. Empty when not measured yet."""
     if not Path(path).exists():
         return {}
-    measured = json.loads(Path(path).read_text(encoding="utf-8"))["seconds_per_step"]
+    measured = json.loads(Path(path).read_text(encoding="utf-8")).get(what, {})
     return {method: float(np.median(times)) for method, times in measured.items()}
