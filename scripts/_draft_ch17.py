@@ -328,21 +328,25 @@ Accuracy is half the answer; the other half is what a method asks of the machine
 what a task adds to a shared model and the optimiser's memory; the peak memory of a training run (on top of what was
 allocated before it started) and the time of a step decide whether it fits and how long it takes. Step times are
 measured apart from the store's runs, side by side in one process on an idle machine
-(`make leaderboard ARGS=--time`), because the runs themselves may have shared the CPU with other work.
+(`make leaderboard ARGS=--time`), because the runs themselves may have shared the CPU with other work. The same run times a forward pass over a batch of 32 test sentences with each method's
+module in place (unmerged): what the method costs at inference.
 """)
 
 code("""
 times = results.step_times()
+inference = results.step_times(what="inference_seconds_per_batch")
 top = in_budgets[in_budgets["steps"] == max(BUDGETS)].set_index("method").reindex(METHODS)
 cost = pd.DataFrame({"test accuracy": top["test accuracy"], "trainable": top["trainable"],
                      "trainable %": top["trainable %"], "peak MiB": top["peak MiB"], "saved MiB": top["saved MiB"],
-                     "s / step": pd.Series(times).reindex(METHODS)})
+                     "s / step": pd.Series(times).reindex(METHODS),
+                     "ms / test batch": 1000 * pd.Series(inference).reindex(METHODS)})
 cost[f"minutes for {max(BUDGETS)} steps"] = cost["s / step"] * max(BUDGETS) / 60
 for column, name in (("peak MiB", "peak"), ("saved MiB", "saved"), ("s / step", "step")):
     mtlib.glue(f"ch17_{name}_lora", cost.loc["LoRA r=8, query and value", column])
     mtlib.glue(f"ch17_{name}_full", cost.loc["full fine-tuning", column])
 cost.style.format({"test accuracy": "{:.3f}", "trainable": "{:,}", "trainable %": "{:.2f}", "peak MiB": "{:.0f}",
-                   "saved MiB": "{:.1f}", "s / step": "{:.2f}", f"minutes for {max(BUDGETS)} steps": "{:.1f}"})
+                   "saved MiB": "{:.1f}", "s / step": "{:.2f}", "ms / test batch": "{:.0f}",
+                   f"minutes for {max(BUDGETS)} steps": "{:.1f}"})
 """)
 
 code("""
