@@ -194,6 +194,20 @@ plt.tight_layout()
 plt.show()
 """)
 
+code("""
+mtlib.glue("ch17_head_top", wide.loc["head only", max(BUDGETS)])
+mtlib.glue("ch17_full_top", wide.loc["full fine-tuning", max(BUDGETS)])
+""")
+
+md("""
+Two controls frame every row. Full fine-tuning reaches {glue:text}`ch17_full_top:.3f` at 400 steps. Head only, the
+pooler and a new classifier trained on the frozen body, reaches {glue:text}`ch17_head_top:.3f`, against the frozen
+probe's {glue:text}`ch17_probe:.3f`: both read a frozen body, but head only reads the state at the `[CLS]` position,
+and all-MiniLM-L6-v2 was trained as a sentence encoder whose sentence vector is the mean over the tokens, which is
+what the probe reads. A parameter-efficient method that trains only the classifier on top of the pooler (as peft's
+sequence-classification setting does, and as the store's runs do) starts from the weaker of the two readings.
+""")
+
 md("""
 Did every run train? The training loss of each method at the longest budget, the mean over its seeds, smoothed over
 20 steps:
