@@ -62,8 +62,9 @@ def seeds_and_sentences(correct_a: np.ndarray, correct_b: np.ndarray, draws: int
         raise ValueError(f"The two methods were scored on different test sets ({a.shape[1]} and {b.shape[1]} "
                          "sentences): compare runs of the same task.")
     rng = np.random.default_rng(seed)
-    per_draw_a = a[rng.integers(0, len(a), size=(draws, len(a)))].mean(axis=1)  # (draws, sentences)
-    per_draw_b = b[rng.integers(0, len(b), size=(draws, len(b)))].mean(axis=1)
+    # each draw's seeds, as how often each seed was drawn: the per-sentence mean over them is one matrix product
+    per_draw_a = rng.multinomial(len(a), np.full(len(a), 1 / len(a)), size=draws) @ a / len(a)  # (draws, sentences)
+    per_draw_b = rng.multinomial(len(b), np.full(len(b), 1 / len(b)), size=draws) @ b / len(b)
     sentences = rng.integers(0, a.shape[1], size=(draws, a.shape[1]))
     means = np.take_along_axis(per_draw_a - per_draw_b, sentences, axis=1).mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
