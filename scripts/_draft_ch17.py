@@ -603,6 +603,10 @@ What our measurements and the literature say, by the constraint that decides:
   encoder.
 - **When does full fine-tuning win?** When the new task or domain is far from what the model saw and there is data to
   learn it: Biderman et al. found full fine-tuning learns more on code and mathematics.
+- **Float32 or bfloat16 on a CPU?** bfloat16 autocast halves a step's time only where the CPU computes in bfloat16
+  natively (AVX512-BF16 or AMX); elsewhere it is emulated, and on the machine that filled this store (no such
+  instructions) a step was about 25 times slower. The store trains in float32, and its key records the precision: a
+  record computed in bfloat16 would be another run.
 """)
 
 code("""
