@@ -26,6 +26,8 @@ COLAB = f"https://colab.research.google.com/github/model-migration/model-migrati
 
 # English comment (the text after `#`, stripped) -> Chinese. Code, strings and docstrings stay as they are.
 COMMENTS = {
+    "the frozen body read the other way: a probe on the [CLS] state, the position that head only's pooler reads":
+        "换一种方式读取冻结的主体：在 [CLS] 状态上拟合探测，只训练分类头时池化层读的正是这个位置",
     "the full profile (Colab): another model and device, so another key; nothing to download or re-run":
         "full 档位（Colab）：模型和设备都不同，键也就不同；既不下载，也不重新运行",
     "in Colab: install mtlib (everything else is preinstalled)": "在 Colab 中：安装 mtlib（其余依赖已预装）",
@@ -53,11 +55,11 @@ COMMENTS = {
 # 60 characters and a hash of the whole cell (`# EN: '...' sha1`, read back by this script to warn when the English
 # cell has changed since). One paragraph per line.
 ZH_MARKDOWN = [
-    # EN: '# 17. Everything on one task: which method, and how long?\n\nP' 1985fb2127
+    # EN: '# 17. Everything on one task: which method, and how long?\n\nP' d0fb838156
     rf"""
 # 17. 同一任务上的所有方法：选哪种，训练多久？
 
-第二部分让每种方法在 800 个句子上训练 50 步，好让每一章在笔记本电脑上几分钟就能跑完。在这个预算下，几乎没有哪种方法能与冻结探测拉开差距，读者带着来读这本书的那个问题（选哪种方法、训练多久）也就悬而未决。本章用一个**结果库**（results store）来回答它：第二部分的每一种技术，连同几个对照（全参数微调、只训练分类头、冻结探测），都在完整的 SST-2 数据划分上（训练集 {{glue:text}}`ch17_n_train:,` 句、验证集 {{glue:text}}`ch17_n_val:,` 句、测试集 {{glue:text}}`ch17_n_test:,` 句）分别训练 50、200 和 400 步；每种方法先按同一条规则选出学习率，再用三个随机种子运行；每次运行都测量了它的开销，以及编码器主体遗忘了多少。这些运行共用了 {{glue:text}}`ch17_hours:.1f` 个 CPU 小时，由 `make leaderboard` 一次算好，随 mtlib 一起发布。因此本章在任何机器上都只需几秒就能读出它们，并把其中一次重新运行，以表明结果库里存的正是代码算出的结果。
+第二部分让每种方法现场训练 50 步，还不到 SST-2 训练句子的四分之一轮，好让每一章在笔记本电脑上几分钟就能跑完。在这个预算下，几乎没有哪种方法能与冻结探测拉开差距，读者带着来读这本书的那个问题（选哪种方法、训练多久）也就悬而未决。本章用一个**结果库**（results store）来回答它：第二部分的每一种技术，连同几个对照（全参数微调、只训练分类头、冻结探测），都在完整的 SST-2 数据划分上（训练集 {{glue:text}}`ch17_n_train:,` 句、验证集 {{glue:text}}`ch17_n_val:,` 句、测试集 {{glue:text}}`ch17_n_test:,` 句）分别训练 50、200 和 400 步；每种方法先按同一条规则选出学习率，再用三个随机种子运行；每次运行都测量了它的开销，以及编码器主体遗忘了多少。这些运行共用了 {{glue:text}}`ch17_hours:.1f` 个 CPU 小时，由 `make leaderboard` 一次算好，随 mtlib 一起发布。因此本章在任何机器上都只需几秒就能读出它们，并把其中一次重新运行，以表明结果库里存的正是代码算出的结果。
 
 [![Open In Colab](../_static/colab-badge.svg)]({COLAB}) · [English version](../en/{NAME}.ipynb)
 """,
@@ -91,9 +93,9 @@ ZH_MARKDOWN = [
 
 下图是各个预算下的测试准确率：折线是选定学习率下三个随机种子的均值，每个随机种子画成一个点。每个预算上的点都来自单独的运行，各有自己的学习率和学习率调度（先预热，再在预算用完时衰减到零），而不是同一次运行的学习曲线上的一点。冻结探测是每种训练方法都必须越过的那条线：它是在预训练编码器主体的平均池化状态上训练的逻辑回归，其 $C$ 在验证集上选定。
 """,
-    # EN: 'Two controls frame every row. Full fine-tuning reaches {glue' f63ce00924
+    # EN: 'Two controls frame every row. Full fine-tuning reaches {glue' 73a6ef29cb
     r"""
-有两个对照为每一行定下框架。全参数微调在 400 步时达到 {glue:text}`ch17_full_top:.3f`。只训练输出头（在冻结的主体上训练池化层和新的分类器）达到 {glue:text}`ch17_head_top:.3f`，而冻结探测是 {glue:text}`ch17_probe:.3f`：两者读的都是冻结的主体，但只训练输出头读的是 `[CLS]` 位置上的状态，而 all-MiniLM-L6-v2 是作为句子编码器训练的，它的句向量是各词元状态的平均，冻结探测读的正是这个平均。一种只在池化层之上训练分类器的参数高效方法（peft 的序列分类设置就是这样，结果库中的运行也是），是从两种读法中较弱的那一种出发的。
+有两个对照为每一行定下框架。全参数微调在 400 步时达到 {glue:text}`ch17_full_top:.3f`。只训练输出头（在冻结的主体上训练池化层和新的分类器）达到 {glue:text}`ch17_head_top:.3f`，而冻结探测是 {glue:text}`ch17_probe:.3f`：两者读的都是冻结的主体，但只训练输出头读的是 `[CLS]` 位置上的状态，而 all-MiniLM-L6-v2 是作为句子编码器训练的，它的句向量是各词元状态的平均，冻结探测读的正是这个平均。同样的逻辑回归改读冻结的 `[CLS]` 状态，得分为 {glue:text}`ch17_cls_probe:.3f`：差距主要来自读取的位置，而不是分类器。一种只在池化层之上训练分类器的参数高效方法（peft 的序列分类设置就是这样，结果库中的运行也是），是从两种读法中较弱的那一种出发的。
 """,
     # EN: 'Did every run train? The training loss of each method at the' b41603877b
     r"""
@@ -155,7 +157,7 @@ ZH_MARKDOWN = [
 
 结果库只有在它的记录确实是代码算出的结果时才值得一读。在 `local` 档位下，如果机器的键与结果库中的一致，下面的单元格会把一次已存储的运行重新训练一遍，并精确比较除时间和内存之外的每一个值：这里的 CPU 运行是确定性的。它会把 CPU 线程数设为结果库中的值（键里记着这个数）。在 `smoke` 档位下（以及离线预演中），它在一个很小的配置上把整个流程跑一遍，写入一个临时的结果库。换一台机器（Colab 的 GPU，或者另一种 CPU），键就不同了，结果库会指出哪些字段不同。
 """,
-    # EN: '## 17.10 Choosing a method\n\nWhat our measurements and the li' 80bdb60539
+    # EN: '## 17.10 Choosing a method\n\nWhat our measurements and the li' 576108611e
     r"""
 ## 17.10 如何选择方法
 
