@@ -235,6 +235,34 @@ def test_stored_outputs(path):
     assert not problems, f"{nid(path)}:\n  " + "\n  ".join(problems)
 
 
+def ends_with_glue(source: str) -> bool:
+    """Whether a code cell's last statement is a bare `mtlib.glue(...)` call: glue returns its value, which Jupyter
+    then shows as the cell's Out."""
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("!", "%")))
+    try:
+        body = ast.parse(code).body
+    except SyntaxError:
+        return False
+    last = body[-1] if body else None
+    return (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+            and getattr(last.value.func, "attr", None) == "glue")
+
+
+def test_ends_with_glue():
+    assert ends_with_glue('x = 1\nmtlib.glue("a", x)')
+    assert not ends_with_glue('for k in "ab":\n    mtlib.glue(k, 1)')
+    assert not ends_with_glue('mtlib.glue("a", 1)\nprint(1)')
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=nid)
+def test_no_glued_value_as_out(path):
+    """No code cell ends with a bare glue call, whose value would show as a stray Out (English text in the Chinese
+    twin, for a clause glued in both languages)."""
+    bad = [k for k, cell in enumerate(code_cells(notebook(path)), 1) if ends_with_glue(cell.source)]
+    assert not bad, (f"{nid(path)}: code cell(s) {bad} end with a bare mtlib.glue(...) call, whose value shows as the "
+                     "cell's Out: glue in a loop, or end the cell with another statement.")
+
+
 # ------------------------------------------------------------------------------------------------- first cells
 def links(markdown_text: str) -> list[str]:
     return re.findall(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)", markdown_text)

@@ -116,7 +116,7 @@ def test_bitfit_trains_the_biases_and_the_whole_head():
     biases = [p for n, p in model.named_parameters() if n.endswith(".bias") and not n.startswith("classifier.")]
     head = sum(p.numel() for p in model.classifier.parameters())
     assert params.count_parameters(model)["trainable"] == sum(p.numel() for p in biases) + head
-    assert model.classifier.weight.requires_grad  # the seed's loop froze the new head's weight
+    assert model.classifier.weight.requires_grad  # a loop often seen in tutorials freezes the new head's weight
     assert report["biases"] == len(bitfit.bias_names(model)) and report["added parameters"] == 0
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)

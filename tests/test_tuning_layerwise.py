@@ -93,7 +93,7 @@ def step(model, optimizer):
 
 
 def test_an_optimiser_built_before_unfreezing_never_updates_the_block_and_depth_groups_do():
-    """The seed's bug (chapter 06): the optimiser only holds what was trainable when it was built."""
+    """Bug 1 of chapter 06 (a version often seen in tutorials): the optimiser only holds what was trainable when it was built."""
     for build, moves in ((lambda m: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-2), False),
                          (lambda m: torch.optim.AdamW(layerwise.depth_groups(m, lr=1e-2, decay=1.0)), True)):
         model = tiny_bert()

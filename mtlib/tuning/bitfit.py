@@ -1,8 +1,8 @@
 """BitFit (chapter 07): train only the bias terms of a pretrained model, and its task head.
 
 Every bias vector of the body stays trainable, every weight matrix and norm scale is frozen; the head (new, so it must
-learn) trains whole, weight included. The seed's loop (`if "bias" not in name: requires_grad = False`) froze the new
-head's weight as well: chapter 07 measures what that costs.
+learn) trains whole, weight included. A loop often seen in tutorials (`if "bias" not in name: requires_grad = False`)
+freezes the new head's weight as well: chapter 07 measures what that costs.
 """
 from __future__ import annotations
 

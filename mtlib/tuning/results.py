@@ -127,6 +127,19 @@ def goal(found: dict, method: str) -> dict | None:
             "trainable %": trainable, "trainable goal": trainable_goal, "allowed": allowed, **gap, "verdict": verdict}
 
 
+def goal_sentence(found: dict, method: str) -> dict[str, str]:
+    """`goal`'s verdict as the clause that chapters 07-09 glue after "<method> ...", in English and Chinese."""
+    judged = goal(found, method)
+    if judged is None:
+        return {"en": f"is not judged yet: the store's {CONVERGED}-step level is not complete",
+                "zh": f"是否达到，目前尚无定论：结果库中 {CONVERGED} 步这一档尚未跑完"}
+    share = judged["share"]
+    return {"en": {"met": "meets it", "missed": "misses it", "not decided": "is not decided on the interval"}[
+                judged["verdict"]] + f" ({share:.1f}% of full fine-tuning)",
+            "zh": {"met": "达到了这一目标", "missed": "没有达到这一目标", "not decided": "是否达到，按区间尚无定论"}[
+                judged["verdict"]] + f"（为全参数微调的 {share:.1f}%）"}
+
+
 def budgets(found: dict) -> list[int]:
     """The step budgets at which every method has all its seeds."""
     methods = {m for m, _ in found if m != PROBE.name}
